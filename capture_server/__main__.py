@@ -1,0 +1,3 @@
+from capture_server.cli import main
+
+main()

@@ -1,0 +1,29 @@
+"""Run the stages in order; the first Decision ends the run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from capture_server.pipeline.message import (
+    AccountSnapshot,
+    Action,
+    CapturedMessage,
+    Decision,
+    Reason,
+    Work,
+)
+
+Stage = Callable[[Work], "Work | Decision"]
+
+
+def run_pipeline(
+    message: CapturedMessage, snapshot: AccountSnapshot, stages: Sequence[Stage]
+) -> Decision:
+    work = Work(message=message, snapshot=snapshot)
+    for stage in stages:
+        result = stage(work)
+        if isinstance(result, Decision):
+            return result
+        work = result
+    # The last stage (shape) always decides; reaching here means a stage list without it.
+    return work.decide("pipeline", Action.IGNORE, Reason.UNPARSEABLE, "no stage decided")

@@ -1,0 +1,65 @@
+"""Stage: which participants become contacts, and which domains companies."""
+
+from __future__ import annotations
+
+from capture_server.pipeline.defaults import is_role_address
+from capture_server.pipeline.filter import is_external
+from capture_server.pipeline.identity import tombstone_hash
+from capture_server.pipeline.message import (
+    ContactPolicy,
+    Decision,
+    Direction,
+    Kind,
+    Mailbox,
+    Work,
+)
+
+STAGE = "match"
+
+
+def match_stage(work: Work) -> Work | Decision:
+    assert work.email is not None
+    snapshot = work.snapshot
+    rules = snapshot.rules
+    email = work.email
+    if work.message.target.kind is Kind.FORWARD:
+        # The original's Cc recipients are not made contacts (DESIGN.md section 3).
+        candidates: tuple[Mailbox, ...] = (
+            ((email.sender,) if email.sender else ()) + email.to
+        )
+    else:
+        candidates = email.participants
+    contacts: dict[str, Mailbox] = {}
+    skipped: list[str] = []
+    for mailbox in candidates:
+        if mailbox.key in contacts or not is_external(snapshot, mailbox):
+            continue
+        if is_role_address(mailbox.key, rules.role_local_parts):
+            skipped.append(f"{mailbox.key} (role address)")
+        elif tombstone_hash(snapshot.account_id, mailbox.key) in snapshot.tombstones:
+            skipped.append(f"{mailbox.key} (permanently deleted)")
+        else:
+            contacts[mailbox.key] = mailbox
+    policy_allows = rules.contact_policy is ContactPolicy.ALL or (
+        rules.contact_policy is ContactPolicy.OUTGOING and work.direction is Direction.OUTGOING
+    )
+    companies = tuple(
+        dict.fromkeys(
+            m.domain
+            for m in contacts.values()
+            if m.domain not in rules.free_mail_domains and not snapshot.is_internal(m)
+        )
+    )
+    detail = f"{len(contacts)} contact(s), {len(companies)} compan(ies)"
+    if not policy_allows:
+        detail += f"; contact policy {rules.contact_policy.value}: existing contacts only"
+    if skipped:
+        detail += "; not contacts: " + ", ".join(skipped)
+    return work.advance(
+        STAGE,
+        "pass",
+        detail,
+        contacts=tuple(contacts.values()),
+        companies=companies,
+        create_contacts=policy_allows,
+    )

@@ -1,0 +1,305 @@
+"""Frozen data that flows through the pipeline: nothing here does I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    BCC = "bcc"
+    FORWARD = "forward"
+    REPLY = "reply"
+
+
+class Action(StrEnum):
+    LOG = "log"
+    IGNORE = "ignore"
+    REJECT = "reject"
+
+
+class Reason(StrEnum):
+    """Stable reason codes: capture events, logs, dry-run output and notices use them."""
+
+    LOGGED = "logged"
+    SENDER_NOT_USER = "sender_not_user"
+    NO_FORWARDED_HEADER = "no_forwarded_header"
+    NOT_A_REPLY = "not_a_reply"
+    NEVER_LOG = "never_log"
+    INTERNAL_ONLY = "internal_only"
+    AUTO_REPLY = "auto_reply"
+    BODY_TOO_LARGE = "body_too_large"
+    ATTACHMENT_TOO_LARGE = "attachment_too_large"
+    DUPLICATE = "duplicate"
+    AUTH_FAILED = "auth_failed"
+    UNKNOWN_RECIPIENT = "unknown_recipient"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    UNPARSEABLE = "unparseable"
+
+
+class Direction(StrEnum):
+    OUTGOING = "outgoing"
+    INCOMING = "incoming"
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    address: str
+    name: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The form addresses are matched on: case-insensitive."""
+        return self.address.strip().lower()
+
+    @property
+    def domain(self) -> str:
+        return self.key.rpartition("@")[2]
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"address": self.address, "name": self.name}
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str | None
+    content_type: str
+    size: int
+    sha256: str
+    content: bytes = field(repr=False, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+            "sha256": self.sha256,
+        }
+
+
+@dataclass(frozen=True)
+class Email:
+    """One email as it will be logged: the received one, or the original of a forward."""
+
+    sender: Mailbox | None
+    to: tuple[Mailbox, ...] = ()
+    cc: tuple[Mailbox, ...] = ()
+    subject: str = ""
+    occurred_at: datetime | None = None
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    body_text: str = ""
+    attachments: tuple[Attachment, ...] = ()
+
+    @property
+    def participants(self) -> tuple[Mailbox, ...]:
+        sender = (self.sender,) if self.sender else ()
+        return sender + self.to + self.cc
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """What the parse stage read from the received bytes."""
+
+    email: Email
+    headers: Mapping[str, tuple[str, ...]]  # lower-case name → values, only those rules read
+    content_type: str
+    body_bytes: int  # size of the text body as received, for the body-size rule
+    html_only: bool
+    forwarded_parts: tuple[bytes, ...]  # message/rfc822 attachments, raw
+    defects: tuple[str, ...] = ()
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[0] if values else None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    mail_from: str
+    rcpt: str
+    protocol: str  # smtp | lmtp | cli
+    received_at: datetime
+    client_ip: str = ""
+    helo: str = ""
+
+
+@dataclass(frozen=True)
+class CaptureTarget:
+    """What a capture address resolved to."""
+
+    account_id: int
+    account_slug: str
+    kind: Kind
+
+
+@dataclass(frozen=True)
+class CapturedMessage:
+    envelope: Envelope
+    target: CaptureTarget
+    raw: bytes = field(repr=False)
+
+
+class AddressKind(StrEnum):
+    LOGIN = "login"
+    CONNECTED = "connected"
+    ALIAS = "alias"
+    TEAM = "team"
+
+
+class SharingLevel(StrEnum):
+    METADATA = "metadata"
+    SUBJECT = "subject"
+    EVERYTHING = "everything"
+
+
+class ContactPolicy(StrEnum):
+    OFF = "off"
+    OUTGOING = "outgoing"
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    email: str
+    name: str | None
+    sharing: SharingLevel = SharingLevel.EVERYTHING
+
+
+@dataclass(frozen=True)
+class UserAddress:
+    user_id: int
+    kind: AddressKind
+
+
+@dataclass(frozen=True)
+class AccountRules:
+    """Per-account rule settings with the documented defaults."""
+
+    contact_policy: ContactPolicy = ContactPolicy.ALL
+    role_local_parts: frozenset[str] = frozenset()
+    free_mail_domains: frozenset[str] = frozenset()
+    max_deals: int = 5
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_attachment_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AccountSnapshot:
+    """What the store knows about an account, read once before the pipeline runs."""
+
+    account_id: int
+    slug: str
+    domains: frozenset[str]
+    users: Mapping[int, UserInfo]
+    addresses: Mapping[str, tuple[UserAddress, ...]]  # lower-case address → users holding it
+    fallback_owner_id: int | None = None
+    never_log: frozenset[str] = frozenset()
+    tombstones: frozenset[str] = frozenset()
+    rules: AccountRules = AccountRules()
+    known_threads: Mapping[str, str] = field(default_factory=dict)  # message-id → thread id
+
+    def is_internal(self, mailbox: Mailbox) -> bool:
+        domain = mailbox.domain
+        return any(domain == own or domain.endswith("." + own) for own in self.domains)
+
+
+@dataclass(frozen=True)
+class TraceEntry:
+    stage: str
+    outcome: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"stage": self.stage, "outcome": self.outcome, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class EngagementDraft:
+    """The engagement the store will write, before it has an id."""
+
+    kind: Kind
+    direction: Direction
+    owner_user_id: int
+    owner: str
+    email: Email
+    note: str | None
+    contacts: tuple[Mailbox, ...]  # external participants to find or create as contacts
+    companies: tuple[str, ...]  # domains to find or create as companies
+    sharing: SharingLevel
+    dedupe_key: str
+    content_hash: str
+    thread_id: str
+    create_contacts: bool = True
+    max_deals: int = 5
+
+    def as_dict(self) -> dict[str, Any]:
+        """Engagement JSON of DESIGN.md section 4, without the store's id and deals."""
+        email = self.email
+        return {
+            "kind": self.kind.value,
+            "direction": self.direction.value,
+            "owner": self.owner,
+            "subject": email.subject,
+            "occurred_at": email.occurred_at.isoformat() if email.occurred_at else None,
+            "message_id": email.message_id,
+            "from": email.sender.as_dict() if email.sender else None,
+            "to": [mailbox.as_dict() for mailbox in email.to],
+            "cc": [mailbox.as_dict() for mailbox in email.cc],
+            "body_text": email.body_text,
+            "attachments": [attachment.as_dict() for attachment in email.attachments],
+            "contacts": [mailbox.key for mailbox in self.contacts],
+            "companies": list(self.companies),
+            "deals": [],
+            "thread_id": self.thread_id,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: Reason
+    trace: tuple[TraceEntry, ...]
+    draft: EngagementDraft | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Work:
+    """The pipeline's state between stages; each stage returns a new one or a Decision."""
+
+    message: CapturedMessage
+    snapshot: AccountSnapshot
+    parsed: ParsedMessage | None = None
+    owner_user_id: int | None = None
+    direction: Direction | None = None
+    email: Email | None = None  # what will be logged
+    note: str | None = None
+    contacts: tuple[Mailbox, ...] = ()
+    companies: tuple[str, ...] = ()
+    create_contacts: bool = True  # False: associate existing contacts only
+    warnings: tuple[str, ...] = ()
+    trace: tuple[TraceEntry, ...] = ()
+
+    def advance(self, stage: str, outcome: str, detail: str, **changes: Any) -> Work:
+        entry = TraceEntry(stage, outcome, detail)
+        return dataclasses.replace(self, trace=(*self.trace, entry), **changes)
+
+    def decide(
+        self,
+        stage: str,
+        action: Action,
+        reason: Reason,
+        detail: str,
+        draft: EngagementDraft | None = None,
+    ) -> Decision:
+        outcome = "pass" if action is Action.LOG else action.value
+        trace = (*self.trace, TraceEntry(stage, outcome, detail))
+        return Decision(action, reason, trace, draft, self.warnings)

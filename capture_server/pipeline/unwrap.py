@@ -1,0 +1,105 @@
+"""Stage: for the forwarding address, find the original message inside the forward."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+from capture_server.forwarding import (
+    ForwardedBlock,
+    parse_forwarded,
+    parse_printed_date,
+    strip_forward_prefixes,
+)
+from capture_server.pipeline.attribute import resolve_user
+from capture_server.pipeline.message import (
+    Action,
+    Decision,
+    Direction,
+    Email,
+    Kind,
+    Mailbox,
+    ParsedMessage,
+    Reason,
+    Work,
+)
+from capture_server.pipeline.parse import parsed_from
+
+STAGE = "unwrap"
+MAX_ATTACHED_DEPTH = 10
+
+
+def unwrap_stage(work: Work) -> Work | Decision:
+    assert work.parsed is not None
+    if work.message.target.kind is not Kind.FORWARD:
+        return work.advance(STAGE, "skip", f"{work.message.target.kind.value} address: as sent")
+    outer = work.parsed
+    attached = _innermost_attached(outer)
+    if attached is not None:
+        original, depth = attached
+        note = outer.email.body_text or None
+        how = f"message/rfc822 attachment (depth {depth})"
+    else:
+        block = parse_forwarded(outer.email.body_text, outer.email.subject)
+        if block is None:
+            return work.decide(
+                STAGE,
+                Action.IGNORE,
+                Reason.NO_FORWARDED_HEADER,
+                "no forwarded header block and no attached message found",
+            )
+        original = _email_from_block(block, outer)
+        note = block.note
+        how = f"inline block ({block.client}, confidence {block.confidence:.2f}, depth {block.depth})"
+    if original.sender is None:
+        return work.decide(
+            STAGE, Action.IGNORE, Reason.NO_FORWARDED_HEADER, f"{how} names no original sender"
+        )
+    # A rep forwarding their own sent mail: the original is outgoing.
+    sender_is_user = resolve_user(work.snapshot, original.sender.address)[0] is not None
+    direction = Direction.OUTGOING if sender_is_user else Direction.INCOMING
+    detail = f"{how}: original from {original.sender.key}"
+    return work.advance(STAGE, "pass", detail, email=original, note=note, direction=direction)
+
+
+def _innermost_attached(outer: ParsedMessage) -> tuple[Email, int] | None:
+    """Follow attached messages down to the innermost one that carries no further forward."""
+    current = outer
+    depth = 0
+    while current.forwarded_parts and depth < MAX_ATTACHED_DEPTH:
+        message = BytesParser(policy=policy.default).parsebytes(current.forwarded_parts[0])
+        assert isinstance(message, EmailMessage)
+        current = parsed_from(message)
+        depth += 1
+    return (current.email, depth) if depth else None
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    # A printed date rarely names its zone; UTC is the honest guess, kept consistent.
+    return when.replace(tzinfo=UTC) if when and when.tzinfo is None else when
+
+
+def _email_from_block(block: ForwardedBlock, outer: ParsedMessage) -> Email:
+    def mailbox(found: object) -> Mailbox | None:
+        address = getattr(found, "address", None)
+        if not address or "@" not in address:
+            return None
+        return Mailbox(address, getattr(found, "name", None))
+
+    def mailboxes(found: tuple[object, ...]) -> tuple[Mailbox, ...]:
+        return tuple(m for m in (mailbox(item) for item in found) if m is not None)
+
+    subject = block.subject or strip_forward_prefixes(outer.email.subject)
+    return Email(
+        sender=mailbox(block.sender),
+        to=mailboxes(block.to),
+        cc=mailboxes(block.cc),
+        subject=subject,
+        occurred_at=_aware(parse_printed_date(block.date)) if block.date else None,
+        message_id=None,
+        body_text=block.body,
+        # Clients re-attach the original's files to the forward.
+        attachments=outer.email.attachments,
+    )

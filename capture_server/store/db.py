@@ -1,0 +1,94 @@
+"""Engine creation and migrations; the only place that knows which database is behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class DatabaseConfigError(ValueError):
+    """The database URL cannot be used; the message says why."""
+
+
+def normalise_url(url: str) -> str:
+    """Accept postgres:// and postgresql:// as psycopg 3 URLs, as users write them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise DatabaseConfigError(f"database URL {url!r} is not a valid URL") from error
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    raise DatabaseConfigError(
+        f"database {parsed.get_backend_name()!r} is not supported: use sqlite:///FILE "
+        "or postgresql+psycopg://USER@HOST/DB"
+    )
+
+
+def writing(engine: Engine) -> Engine:
+    """The engine to open write transactions with (SQLite takes its write lock up front)."""
+    return engine.execution_options(capture_write=True)
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # A deferred SQLite transaction that reads, then writes, fails at once with "database is
+    # locked" when another writer committed in between; IMMEDIATE waits its turn instead.
+    write = connection.get_execution_options().get("capture_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own is deferred).
+    connection.isolation_level = None
+    cursor = connection.cursor()
+    # WAL: readers never block the writer; synchronous=FULL: a commit survives power loss.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: Engine) -> str | None:
+    """Create or upgrade the schema to the newest revision; returns that revision."""
+    command.upgrade(alembic_config(engine), "head")
+    return current_revision(engine)
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def is_up_to_date(engine: Engine) -> bool:
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    return current_revision(engine) == head

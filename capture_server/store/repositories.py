@@ -1,0 +1,708 @@
+"""Every query the daemon and the CLI run. Sync SQLModel; the daemon calls it from threads."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlmodel import Session, SQLModel, col, select
+
+from capture_server.capture_addresses import capture_address, valid_slug
+from capture_server.pipeline.defaults import FREE_MAIL_DOMAINS, ROLE_LOCAL_PARTS
+from capture_server.pipeline.identity import tombstone_hash
+from capture_server.pipeline.message import (
+    AccountRules,
+    AccountSnapshot,
+    Action,
+    AddressKind,
+    CapturedMessage,
+    CaptureTarget,
+    ContactPolicy,
+    Decision,
+    EngagementDraft,
+    Kind,
+    Mailbox,
+    Reason,
+    SharingLevel,
+    UserAddress,
+    UserInfo,
+)
+from capture_server.store.db import writing
+from capture_server.store.models import (
+    Account,
+    AccountDomain,
+    AttachmentRow,
+    Blob,
+    CaptureAddress,
+    CaptureEvent,
+    Company,
+    Contact,
+    ContactAddress,
+    Deal,
+    DealContact,
+    Engagement,
+    EngagementCompany,
+    EngagementContact,
+    EngagementDeal,
+    NeverLog,
+    Participant,
+    ServerState,
+    Tombstone,
+    User,
+    UserAddress as UserAddressRow,
+    utcnow,
+)
+
+
+class StoreError(Exception):
+    """Something a user asked for cannot be done; the message says why."""
+
+
+class StoreUnavailable(Exception):
+    """A transient fault of the database: the SMTP client should retry (451)."""
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    event_id: str
+    engagement_id: str | None
+    decision: Decision  # as finally recorded (a duplicate turns a log into an ignore)
+
+
+def new_id(prefix: str) -> str:
+    """Time-ordered, unguessable ids: sortable in listings, safe to show in SMTP replies."""
+    return f"{prefix}_{int(time.time() * 1000):011x}{secrets.token_hex(5)}"
+
+
+def _insert_ignore(session: Session, model: type[SQLModel], values: dict[str, Any],
+                   conflict: Sequence[str]) -> None:  # fmt: skip
+    """INSERT ... ON CONFLICT DO NOTHING: concurrent writers never race check-then-insert."""
+    table = model.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    session.execute(statement)
+
+
+def _transient(error: DBAPIError) -> bool:
+    if isinstance(error, OperationalError):
+        return True
+    return bool(error.connection_invalidated)
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._write_engine = writing(engine)
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        try:
+            with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except IntegrityError:
+            raise
+        except DBAPIError as error:
+            if _transient(error):
+                raise StoreUnavailable(str(error.orig or error)) from error
+            raise
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                yield session
+        except DBAPIError as error:
+            if _transient(error):
+                raise StoreUnavailable(str(error.orig or error)) from error
+            raise
+
+    # -- server ---------------------------------------------------------------------------
+
+    def server_secret(self, configured: str = "") -> str:
+        if configured:
+            return configured
+        with self._write() as session:
+            _insert_ignore(
+                session, ServerState, {"key": "secret", "value": secrets.token_hex(32)}, ["key"]
+            )
+            state = session.get(ServerState, "secret")
+            assert state is not None
+            return state.value
+
+    def ping(self) -> None:
+        with self._read() as session:
+            session.exec(select(func.count()).select_from(Account)).one()
+
+    # -- accounts, users ------------------------------------------------------------------
+
+    def create_account(
+        self, slug: str, name: str, domains: Iterable[str], capture_domain: str, secret: str
+    ) -> dict[str, str]:
+        slug = slug.strip().lower()
+        if not valid_slug(slug):
+            raise StoreError(
+                f"account slug {slug!r} must be 1-40 lower-case letters, digits or hyphens"
+            )
+        clean_domains = sorted({d.strip().lower().lstrip("@").rstrip(".") for d in domains})
+        if not clean_domains or any("." not in d or "@" in d for d in clean_domains):
+            raise StoreError("give each --domain as a domain name such as example.com")
+        try:
+            with self._write() as session:
+                account = Account(slug=slug, name=name)
+                session.add(account)
+                session.flush()
+                assert account.id is not None
+                for domain in clean_domains:
+                    session.add(AccountDomain(account_id=account.id, domain=domain))
+                addresses = self._issue_addresses(session, account, capture_domain, secret)
+        except IntegrityError as error:
+            raise StoreError(f"account {slug!r} already exists") from error
+        return addresses
+
+    def _issue_addresses(
+        self, session: Session, account: Account, domain: str, secret: str
+    ) -> dict[str, str]:
+        assert account.id is not None
+        addresses = {}
+        for kind in Kind:
+            address = capture_address(secret, account.slug, kind, account.token_generation, domain)
+            session.add(CaptureAddress(account_id=account.id, kind=kind.value, address=address))
+            addresses[f"{kind.value}_address"] = address
+        return addresses
+
+    def capture_addresses(self, slug: str) -> dict[str, str]:
+        with self._read() as session:
+            account = self._account(session, slug)
+            rows = session.exec(
+                select(CaptureAddress).where(
+                    CaptureAddress.account_id == account.id,
+                    col(CaptureAddress.retired_at).is_(None),
+                )
+            ).all()
+            return {f"{row.kind}_address": row.address for row in rows}
+
+    def _account(self, session: Session, slug: str) -> Account:
+        account = session.exec(select(Account).where(Account.slug == slug.lower())).first()
+        if account is None:
+            raise StoreError(f"no account {slug!r} (create it with: capture-server account add)")
+        return account
+
+    def add_user(
+        self,
+        slug: str,
+        email: str,
+        *,
+        name: str | None = None,
+        aliases: Sequence[str] = (),
+        connected: Sequence[str] = (),
+        teams: Sequence[str] = (),
+        sharing: SharingLevel = SharingLevel.EVERYTHING,
+    ) -> int:
+        login = _clean_address(email)
+        extra = [
+            (AddressKind.CONNECTED, connected),
+            (AddressKind.ALIAS, aliases),
+            (AddressKind.TEAM, teams),
+        ]
+        try:
+            with self._write() as session:
+                account = self._account(session, slug)
+                assert account.id is not None
+                user = User(account_id=account.id, email=login, name=name, sharing=sharing.value)
+                session.add(user)
+                session.flush()
+                assert user.id is not None
+                seen = {login}
+                session.add(
+                    UserAddressRow(
+                        account_id=account.id,
+                        user_id=user.id,
+                        address=login,
+                        kind=AddressKind.LOGIN.value,
+                    )
+                )
+                for kind, addresses in extra:
+                    for address in map(_clean_address, addresses):
+                        if address in seen:
+                            continue
+                        seen.add(address)
+                        session.add(
+                            UserAddressRow(
+                                account_id=account.id,
+                                user_id=user.id,
+                                address=address,
+                                kind=kind.value,
+                            )
+                        )
+                return user.id
+        except IntegrityError as error:
+            raise StoreError(f"user {login} already exists in account {slug!r}") from error
+
+    # -- the capture path -----------------------------------------------------------------
+
+    def resolve_capture_address(self, address: str) -> CaptureTarget | None:
+        with self._read() as session:
+            row = session.exec(
+                select(CaptureAddress, Account)
+                .join(Account, col(Account.id) == CaptureAddress.account_id)
+                .where(
+                    CaptureAddress.address == address.strip().lower(),
+                    col(CaptureAddress.retired_at).is_(None),
+                )
+            ).first()
+            if row is None:
+                return None
+            capture, account = row
+            assert account.id is not None
+            return CaptureTarget(account.id, account.slug, Kind(capture.kind))
+
+    def account_id(self, slug: str) -> int:
+        with self._read() as session:
+            account = self._account(session, slug)
+            assert account.id is not None
+            return account.id
+
+    def snapshot(
+        self, account_id: int, message_ids: Iterable[str] = (), defaults: AccountRules | None = None
+    ) -> AccountSnapshot:
+        """Everything the rules need about one account, and the threads these ids belong to."""
+        with self._read() as session:
+            account = session.get(Account, account_id)
+            if account is None:
+                raise StoreError(f"account {account_id} no longer exists")
+            users = {
+                u.id: UserInfo(u.id, u.email, u.name, SharingLevel(u.sharing))
+                for u in session.exec(select(User).where(User.account_id == account_id))
+                if u.id is not None
+            }
+            addresses: dict[str, list[UserAddress]] = {}
+            for row in session.exec(
+                select(UserAddressRow).where(UserAddressRow.account_id == account_id)
+            ):
+                addresses.setdefault(row.address, []).append(
+                    UserAddress(row.user_id, AddressKind(row.kind))
+                )
+            domains = frozenset(
+                session.exec(
+                    select(AccountDomain.domain).where(AccountDomain.account_id == account_id)
+                )
+            )
+            never_log = frozenset(
+                session.exec(select(NeverLog.pattern).where(NeverLog.account_id == account_id))
+            )
+            tombstones = frozenset(
+                session.exec(
+                    select(Tombstone.address_hash).where(Tombstone.account_id == account_id)
+                )
+            )
+            known_threads = self._threads_of(session, account_id, message_ids)
+        return AccountSnapshot(
+            account_id=account_id,
+            slug=account.slug,
+            domains=domains,
+            users=users,
+            addresses={key: tuple(value) for key, value in addresses.items()},
+            fallback_owner_id=account.fallback_owner_id,
+            never_log=never_log,
+            tombstones=tombstones,
+            rules=_rules(account.settings_json, defaults or AccountRules()),
+            known_threads=known_threads,
+        )
+
+    def _threads_of(
+        self, session: Session, account_id: int, message_ids: Iterable[str]
+    ) -> dict[str, str]:
+        wanted = sorted({m.strip().lower() for m in message_ids if m})[:200]
+        if not wanted:
+            return {}
+        rows = session.exec(
+            select(Engagement.message_id, Engagement.thread_id).where(
+                Engagement.account_id == account_id,
+                func.lower(Engagement.message_id).in_(wanted),
+            )
+        )
+        return {message_id.lower(): thread for message_id, thread in rows if message_id}
+
+    def record(
+        self,
+        message: CapturedMessage,
+        decision: Decision,
+        event_id: str,
+        reply_for: Callable[[Decision, str | None, str], str],
+    ) -> RecordResult:
+        """One transaction: the engagement with everything it links, and the capture event."""
+        with self._write() as session:
+            engagement_id: str | None = None
+            if decision.action is Action.LOG and decision.draft is not None:
+                engagement_id, is_new = self._write_engagement(
+                    session, message.target.account_id, decision.draft
+                )
+                if not is_new:
+                    decision = Decision(
+                        Action.IGNORE, Reason.DUPLICATE, decision.trace, decision.draft,
+                        decision.warnings,
+                    )  # fmt: skip
+            email = decision.draft.email if decision.draft else None
+            session.add(
+                CaptureEvent(
+                    id=event_id,
+                    account_id=message.target.account_id,
+                    received_at=message.envelope.received_at,
+                    protocol=message.envelope.protocol,
+                    mail_from=message.envelope.mail_from,
+                    rcpt=message.envelope.rcpt,
+                    kind=message.target.kind.value,
+                    message_id=email.message_id if email else None,
+                    subject=email.subject[:998] if email else "",
+                    decision=decision.action.value,
+                    reason=decision.reason.value,
+                    smtp_reply=reply_for(decision, engagement_id, event_id),
+                    engagement_id=engagement_id,
+                    trace_json=json.dumps([t.as_dict() for t in decision.trace]),
+                    warnings_json=json.dumps(list(decision.warnings)),
+                )
+            )
+        return RecordResult(event_id, engagement_id, decision)
+
+    def _write_engagement(
+        self, session: Session, account_id: int, draft: EngagementDraft
+    ) -> tuple[str, bool]:
+        """Insert the engagement unless its dedupe key exists; (id, created now?)."""
+        keys = [draft.dedupe_key]
+        if not draft.dedupe_key.startswith("sha:"):
+            keys.append("sha:" + draft.content_hash)  # a reused Message-ID, other content
+        for key in keys:
+            candidate = new_id("eng")
+            _insert_ignore(
+                session,
+                Engagement,
+                _engagement_values(candidate, account_id, key, draft),
+                ["account_id", "dedupe_key"],
+            )
+            existing = session.exec(
+                select(Engagement).where(
+                    Engagement.account_id == account_id, Engagement.dedupe_key == key
+                )
+            ).one()
+            if existing.id == candidate:
+                self._link(session, account_id, candidate, draft)
+                return candidate, True
+            if existing.content_hash == draft.content_hash:
+                return existing.id, False
+        return existing.id, False
+
+    def _link(self, session: Session, account_id: int, engagement_id: str,
+              draft: EngagementDraft) -> None:  # fmt: skip
+        email = draft.email
+        for role, mailboxes in (("to", email.to), ("cc", email.cc)):
+            for position, mailbox in enumerate(mailboxes):
+                session.add(
+                    Participant(
+                        engagement_id=engagement_id,
+                        role=role,
+                        position=position,
+                        address=mailbox.address,
+                        name=mailbox.name,
+                    )
+                )
+        for position, attachment in enumerate(email.attachments):
+            _insert_ignore(
+                session,
+                Blob,
+                {"sha256": attachment.sha256, "size": attachment.size, "data": attachment.content},
+                ["sha256"],
+            )
+            session.add(
+                AttachmentRow(
+                    engagement_id=engagement_id,
+                    position=position,
+                    filename=attachment.filename,
+                    content_type=attachment.content_type,
+                    size=attachment.size,
+                    sha256=attachment.sha256,
+                )
+            )
+        company_ids = {
+            domain: self._company_id(session, account_id, domain) for domain in draft.companies
+        }
+        contact_ids: list[int] = []
+        for mailbox in draft.contacts:
+            company_id = company_ids.get(mailbox.domain)
+            contact_id = self._contact_id(session, account_id, mailbox, company_id,
+                                          draft.create_contacts)  # fmt: skip
+            if contact_id is not None and contact_id not in contact_ids:
+                contact_ids.append(contact_id)
+        for contact_id in contact_ids:
+            session.add(EngagementContact(engagement_id=engagement_id, contact_id=contact_id))
+        for company_id in dict.fromkeys(company_ids.values()):
+            session.add(EngagementCompany(engagement_id=engagement_id, company_id=company_id))
+        for deal_id in self._open_deals(session, contact_ids, draft.max_deals):
+            session.add(EngagementDeal(engagement_id=engagement_id, deal_id=deal_id))
+
+    def _company_id(self, session: Session, account_id: int, domain: str) -> int:
+        _insert_ignore(
+            session,
+            Company,
+            {"account_id": account_id, "domain": domain, "created_at": utcnow()},
+            ["account_id", "domain"],
+        )
+        company_id = session.exec(
+            select(Company.id).where(Company.account_id == account_id, Company.domain == domain)
+        ).one()
+        assert company_id is not None
+        return company_id
+
+    def _contact_id(
+        self,
+        session: Session,
+        account_id: int,
+        mailbox: Mailbox,
+        company_id: int | None,
+        may_create: bool,
+    ) -> int | None:
+        found = find_contact(session, account_id, mailbox.key)
+        if found is not None or not may_create:
+            return found
+        _insert_ignore(
+            session,
+            Contact,
+            {
+                "account_id": account_id,
+                "primary_address": mailbox.key,
+                "name": mailbox.name,
+                "company_id": company_id,
+                "created_by": "capture",
+                "created_at": utcnow(),
+            },
+            ["account_id", "primary_address"],
+        )
+        return find_contact(session, account_id, mailbox.key)
+
+    def _open_deals(self, session: Session, contact_ids: list[int], limit: int) -> list[int]:
+        if not contact_ids:
+            return []
+        rows = session.exec(
+            select(Deal.id)
+            .join(DealContact, col(DealContact.deal_id) == Deal.id)
+            .where(col(DealContact.contact_id).in_(contact_ids), col(Deal.is_open).is_(True))
+            .order_by(col(Deal.created_at).desc(), col(Deal.id).desc())
+        ).all()
+        return [deal_id for deal_id in dict.fromkeys(rows) if deal_id is not None][:limit]
+
+    # -- listings ---------------------------------------------------------------------------
+
+    def engagements(self, slug: str, thread_id: str | None = None) -> list[dict[str, Any]]:
+        with self._read() as session:
+            account = self._account(session, slug)
+            query = select(Engagement).where(Engagement.account_id == account.id)
+            if thread_id:
+                query = query.where(Engagement.thread_id == thread_id)
+            rows = session.exec(query.order_by(col(Engagement.created_at), col(Engagement.id)))
+            return [self._engagement_json(session, row) for row in rows]
+
+    def _engagement_json(self, session: Session, row: Engagement) -> dict[str, Any]:
+        owner = session.get(User, row.owner_user_id)
+        participants = session.exec(
+            select(Participant)
+            .where(Participant.engagement_id == row.id)
+            .order_by(col(Participant.role), col(Participant.position))
+        ).all()
+        attachments = session.exec(
+            select(AttachmentRow)
+            .where(AttachmentRow.engagement_id == row.id)
+            .order_by(col(AttachmentRow.position))
+        ).all()
+        contacts = session.exec(
+            select(Contact.primary_address)
+            .join(EngagementContact, col(EngagementContact.contact_id) == Contact.id)
+            .where(EngagementContact.engagement_id == row.id)
+            .order_by(col(Contact.id))
+        ).all()
+        companies = session.exec(
+            select(Company.domain)
+            .join(EngagementCompany, col(EngagementCompany.company_id) == Company.id)
+            .where(EngagementCompany.engagement_id == row.id)
+            .order_by(col(Company.id))
+        ).all()
+        deals = session.exec(
+            select(EngagementDeal.deal_id).where(EngagementDeal.engagement_id == row.id)
+        ).all()
+
+        def people(role: str) -> list[dict[str, str | None]]:
+            return [{"address": p.address, "name": p.name} for p in participants if p.role == role]
+
+        return {
+            "id": row.id,
+            "kind": row.kind,
+            "direction": row.direction,
+            "owner": owner.email if owner else None,
+            "subject": row.subject,
+            "occurred_at": row.occurred_at.isoformat() if row.occurred_at else None,
+            "message_id": row.message_id,
+            "from": {"address": row.from_address, "name": row.from_name},
+            "to": people("to"),
+            "cc": people("cc"),
+            "body_text": row.body_text,
+            "attachments": [
+                {
+                    "filename": a.filename,
+                    "content_type": a.content_type,
+                    "size": a.size,
+                    "sha256": a.sha256,
+                }
+                for a in attachments
+            ],
+            "contacts": list(contacts),
+            "companies": list(companies),
+            "deals": sorted(deals),
+            "thread_id": row.thread_id,
+            "note": row.note,
+        }
+
+    def contacts(self, slug: str) -> list[dict[str, Any]]:
+        with self._read() as session:
+            account = self._account(session, slug)
+            rows = session.exec(
+                select(Contact, Company.domain)
+                .join(Company, col(Company.id) == Contact.company_id, isouter=True)
+                .where(Contact.account_id == account.id, col(Contact.deleted_at).is_(None))
+                .order_by(col(Contact.id))
+            ).all()
+            result = []
+            for contact, company in rows:
+                extra = session.exec(
+                    select(ContactAddress.address)
+                    .where(ContactAddress.contact_id == contact.id)
+                    .order_by(col(ContactAddress.id))
+                ).all()
+                result.append(
+                    {
+                        "id": contact.id,
+                        "name": contact.name,
+                        "addresses": [contact.primary_address, *extra],
+                        "company": company,
+                        "created_by": contact.created_by,
+                    }
+                )
+            return result
+
+    def events(self, slug: str, limit: int = 50) -> list[dict[str, Any]]:
+        with self._read() as session:
+            account = self._account(session, slug)
+            rows = session.exec(
+                select(CaptureEvent)
+                .where(CaptureEvent.account_id == account.id)
+                .order_by(col(CaptureEvent.received_at).desc(), col(CaptureEvent.id).desc())
+                .limit(limit)
+            ).all()
+            return [
+                {
+                    "id": e.id,
+                    "received_at": e.received_at.isoformat(),
+                    "protocol": e.protocol,
+                    "mail_from": e.mail_from,
+                    "rcpt": e.rcpt,
+                    "kind": e.kind,
+                    "message_id": e.message_id,
+                    "subject": e.subject,
+                    "decision": e.decision,
+                    "reason": e.reason,
+                    "smtp_reply": e.smtp_reply,
+                    "engagement_id": e.engagement_id,
+                    "trace": json.loads(e.trace_json),
+                    "warnings": json.loads(e.warnings_json),
+                }
+                for e in rows
+            ]
+
+    def tombstone(self, account_id: int, address: str) -> None:
+        with self._write() as session:
+            _insert_ignore(
+                session,
+                Tombstone,
+                {
+                    "account_id": account_id,
+                    "address_hash": tombstone_hash(account_id, address),
+                    "created_at": utcnow(),
+                },
+                ["account_id", "address_hash"],
+            )
+
+
+def find_contact(session: Session, account_id: int, address: str) -> int | None:
+    """Primary address first; then an additional one (shared: the oldest contact)."""
+    primary = session.exec(
+        select(Contact.id).where(
+            Contact.account_id == account_id, Contact.primary_address == address
+        )
+    ).first()
+    if primary is not None:
+        return primary
+    return session.exec(
+        select(Contact.id)
+        .join(ContactAddress, col(ContactAddress.contact_id) == Contact.id)
+        .where(ContactAddress.account_id == account_id, ContactAddress.address == address)
+        .order_by(col(Contact.created_at), col(Contact.id))
+    ).first()
+
+
+def _engagement_values(
+    engagement_id: str, account_id: int, key: str, draft: EngagementDraft
+) -> dict[str, Any]:
+    email = draft.email
+    return {
+        "id": engagement_id,
+        "account_id": account_id,
+        "dedupe_key": key,
+        "content_hash": draft.content_hash,
+        "kind": draft.kind.value,
+        "direction": draft.direction.value,
+        "owner_user_id": draft.owner_user_id,
+        "subject": email.subject,
+        "occurred_at": email.occurred_at,
+        "message_id": email.message_id,
+        "in_reply_to": email.in_reply_to,
+        "references_text": " ".join(email.references),
+        "from_address": email.sender.address if email.sender else None,
+        "from_name": email.sender.name if email.sender else None,
+        "body_text": email.body_text,
+        "note": draft.note,
+        "thread_id": draft.thread_id,
+        "sharing": draft.sharing.value,
+        "created_at": utcnow(),
+    }
+
+
+def _clean_address(address: str) -> str:
+    address = address.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in address):
+        raise StoreError(f"{address!r} is not an email address")
+    return address
+
+
+def _rules(settings_json: str, defaults: AccountRules) -> AccountRules:
+    settings = json.loads(settings_json or "{}")
+    return AccountRules(
+        contact_policy=ContactPolicy(settings.get("contact_policy", defaults.contact_policy)),
+        role_local_parts=frozenset(settings.get("role_local_parts", ROLE_LOCAL_PARTS)),
+        free_mail_domains=frozenset(settings.get("free_mail_domains", FREE_MAIL_DOMAINS)),
+        max_deals=int(settings.get("max_deals", defaults.max_deals)),
+        max_body_bytes=int(settings.get("max_body_bytes", defaults.max_body_bytes)),
+        max_attachment_bytes=int(
+            settings.get("max_attachment_bytes", defaults.max_attachment_bytes)
+        ),
+    )
+
+
+__all__ = ["RecordResult", "Store", "StoreError", "StoreUnavailable", "new_id"]

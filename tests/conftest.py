@@ -1,0 +1,205 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when configured) and a live daemon."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from capture_server.cli import app
+from capture_server.store.db import make_engine, migrate
+from capture_server.store.repositories import Store
+
+DATA = Path(__file__).parent / "data"
+POSTGRES_ENV = "CAPTURE_SERVER_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_ENV = "CAPTURE_SERVER_TEST_REQUIRE_POSTGRES"
+
+
+def read_data(name: str) -> bytes:
+    return (DATA / name).read_bytes()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PostgresServer:
+    admin_url: str
+
+    def create(self) -> str:
+        import psycopg
+
+        name = f"capture_test_{uuid.uuid4().hex[:12]}"
+        url = make_url(self.admin_url)
+        with psycopg.connect(_libpq(self.admin_url), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return url.set(drivername="postgresql+psycopg", database=name).render_as_string(
+            hide_password=False
+        )
+
+    def drop(self, url: str) -> None:
+        import psycopg
+
+        name = make_url(url).database
+        with psycopg.connect(_libpq(self.admin_url), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        if os.environ.get(REQUIRE_POSTGRES_ENV):
+            pytest.fail(f"{POSTGRES_ENV} is not set but PostgreSQL tests are required")
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}")
+    return PostgresServer(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database of each kind for one test."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'capture.db'}"
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+        yield url
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.create()
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        server.drop(url)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine: Engine) -> Store:
+    return Store(engine)
+
+
+@dataclass
+class Cli:
+    database_url: str
+    env: dict[str, str]
+
+    def __call__(self, *args: str, expect: int = 0) -> str:
+        result = CliRunner().invoke(
+            app, ["--database-url", self.database_url, *args], env=self.env, catch_exceptions=False
+        )
+        assert result.exit_code == expect, (result.exit_code, result.output)
+        return result.output
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path) -> Cli:
+    env = {"CAPTURE_SERVER_QUARANTINE_DIR": str(tmp_path / "quarantine")}
+    return Cli(database_url, env)
+
+
+@dataclass
+class Account:
+    slug: str
+    bcc: str
+    forward: str
+    reply: str
+
+
+def make_account(cli: Cli, slug: str = "acme", domain: str = "acme.test") -> Account:
+    import json
+
+    created = json.loads(cli("account", "add", slug, "--name", "Acme", "--domain", domain, "--json"))
+    cli("user", "add", slug, f"rita@{domain}", "--name", "Rita Rep")
+    cli("user", "add", slug, f"sam@{domain}", "--name", "Sam Colleague")
+    return Account(
+        slug, created["bcc_address"], created["forward_address"], created["reply_address"]
+    )
+
+
+@dataclass
+class RunningDaemon:
+    process: subprocess.Popen[bytes]
+    smtp_port: int
+    lmtp_port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(timeout=timeout)
+
+
+def start_daemon(database_url: str, folder: Path, **settings: str) -> RunningDaemon:
+    smtp_port, lmtp_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "CAPTURE_SERVER_DATABASE_URL": database_url,
+        "CAPTURE_SERVER_QUARANTINE_DIR": str(folder / "quarantine"),
+        "CAPTURE_SERVER_LOG_FORMAT": "json",
+        "CAPTURE_SERVER_SERVER_SECRET": "",
+        **{f"CAPTURE_SERVER_{key.upper()}": value for key, value in settings.items()},
+    }
+    log_path = folder / f"daemon-{secrets.token_hex(3)}.log"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "capture_server", "serve",
+            "--smtp", f"127.0.0.1:{smtp_port}", "--lmtp", f"127.0.0.1:{lmtp_port}",
+        ],
+        env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=folder,
+    )  # fmt: skip
+    daemon = RunningDaemon(process, smtp_port, lmtp_port, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daemon exited {process.returncode}:\n{daemon.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", lmtp_port), timeout=1):
+                with socket.create_connection(("127.0.0.1", smtp_port), timeout=1):
+                    return daemon
+        except OSError:
+            time.sleep(0.1)
+    daemon.stop()
+    raise RuntimeError(f"daemon did not start:\n{daemon.log()}")
+
+
+@pytest.fixture
+def daemon(database_url: str, tmp_path: Path) -> Iterator[RunningDaemon]:
+    running = start_daemon(database_url, tmp_path)
+    try:
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait(timeout=10)

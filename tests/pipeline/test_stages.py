@@ -1,0 +1,184 @@
+"""Pure pipeline tests: realistic messages through every stage, no store and no network."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from capture_server.pipeline.attribute import resolve_user
+from capture_server.pipeline.identity import tombstone_hash
+from capture_server.pipeline.message import (
+    AccountRules,
+    Action,
+    AddressKind,
+    ContactPolicy,
+    Direction,
+    Kind,
+    Reason,
+    SharingLevel,
+)
+from tests.conftest import read_data
+from tests.pipeline.helpers import RULES, run, snapshot
+
+
+def test_bcc_is_logged_outgoing_with_contacts_and_companies() -> None:
+    decision = run(read_data("bcc_simple.eml"))
+    assert (decision.action, decision.reason) == (Action.LOG, Reason.LOGGED)
+    draft = decision.draft
+    assert draft is not None
+    assert draft.direction is Direction.OUTGOING and draft.owner == "rita@acme.test"
+    assert [m.key for m in draft.contacts] == [
+        "carl@globex.test", "dana@globex.test", "frank.free@gmail.com"
+    ]  # fmt: skip
+    assert draft.companies == ("globex.test",)
+    assert draft.dedupe_key == "mid:<proposal-q3-1@mail.acme.test>"
+    assert [t.stage for t in decision.trace] == [
+        "parse", "authenticate", "attribute", "unwrap", "filter", "match", "shape"
+    ]  # fmt: skip
+
+
+def test_html_only_body_becomes_text_and_attachment_is_kept() -> None:
+    decision = run(read_data("bcc_html_attachment.eml"))
+    assert decision.draft is not None
+    email = decision.draft.email
+    assert "Hello" in email.body_text and "contract draft" in email.body_text
+    assert "<" not in email.body_text and "color:red" not in email.body_text
+    [attachment] = email.attachments
+    assert (attachment.filename, attachment.content_type) == ("contract.pdf", "application/pdf")
+    assert attachment.content.startswith(b"%PDF") and attachment.size == len(attachment.content)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "mail_from", "action", "reason"),
+    [
+        ("bcc_unknown_sender.eml", "mallory@evil.test", Action.REJECT, Reason.SENDER_NOT_USER),
+        ("bcc_internal.eml", "rita@acme.test", Action.IGNORE, Reason.INTERNAL_ONLY),
+        ("bcc_auto_reply.eml", "rita@acme.test", Action.IGNORE, Reason.AUTO_REPLY),
+        ("bcc_simple.eml", "", Action.IGNORE, Reason.AUTO_REPLY),  # null sender: a bounce
+    ],
+)
+def test_rules_that_stop_a_message(
+    fixture: str, mail_from: str, action: Action, reason: Reason
+) -> None:
+    decision = run(read_data(fixture), mail_from=mail_from)
+    assert (decision.action, decision.reason) == (action, reason)
+    assert decision.draft is None
+
+
+def test_envelope_sender_attributes_when_from_is_external() -> None:
+    decision = run(read_data("bcc_unknown_sender.eml"), mail_from="rita@acme.test")
+    assert decision.action is Action.LOG
+    assert decision.draft is not None
+    assert decision.draft.direction is Direction.INCOMING
+    assert "mallory@evil.test" in [m.key for m in decision.draft.contacts]
+
+
+def test_role_addresses_are_not_contacts() -> None:
+    decision = run(read_data("bcc_role_addresses.eml"))
+    assert decision.draft is not None
+    assert [m.key for m in decision.draft.contacts] == ["ina@initech.test"]
+    assert decision.draft.companies == ("initech.test",)
+    assert "noreply@globex.test (role address)" in decision.trace[-2].detail
+
+
+def test_never_log_drops_participants_or_the_whole_message() -> None:
+    partly = run(read_data("bcc_simple.eml"), snap=snapshot(never_log=frozenset({"globex.test"})))
+    assert partly.draft is not None
+    assert [m.key for m in partly.draft.contacts] == ["frank.free@gmail.com"]
+    assert [m.key for m in partly.draft.email.to] == []
+    everyone = frozenset({"globex.test", "frank.free@gmail.com"})
+    whole = run(read_data("bcc_simple.eml"), snap=snapshot(never_log=everyone))
+    assert (whole.action, whole.reason) == (Action.IGNORE, Reason.NEVER_LOG)
+    parent = frozenset({"test", "frank.free@gmail.com"})  # globex.test is under "test"
+    subdomain = run(read_data("bcc_simple.eml"), snap=snapshot(never_log=parent))
+    assert subdomain.reason is Reason.NEVER_LOG
+
+
+def test_tombstoned_address_is_never_recreated() -> None:
+    dead = frozenset({tombstone_hash(7, "CARL@globex.test")})
+    decision = run(read_data("bcc_simple.eml"), snap=snapshot(tombstones=dead))
+    assert decision.draft is not None
+    assert "carl@globex.test" not in [m.key for m in decision.draft.contacts]
+
+
+def test_contact_policy_off_associates_existing_only() -> None:
+    rules = dataclasses.replace(RULES, contact_policy=ContactPolicy.OFF)
+    decision = run(read_data("bcc_simple.eml"), snap=snapshot(rules=rules))
+    assert decision.draft is not None and decision.draft.create_contacts is False
+
+
+def test_body_and_attachment_size_limits() -> None:
+    small_body = dataclasses.replace(RULES, max_body_bytes=50)
+    decision = run(read_data("bcc_simple.eml"), snap=snapshot(rules=small_body))
+    assert (decision.action, decision.reason) == (Action.IGNORE, Reason.BODY_TOO_LARGE)
+    small_files = dataclasses.replace(RULES, max_attachment_bytes=10)
+    decision = run(read_data("bcc_html_attachment.eml"), snap=snapshot(rules=small_files))
+    assert (decision.action, decision.reason) == (Action.LOG, Reason.ATTACHMENT_TOO_LARGE)
+    assert decision.draft is not None and decision.draft.email.attachments == ()
+    assert "contract.pdf" in decision.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("level", "subject", "body"),
+    [
+        (SharingLevel.EVERYTHING, "Proposal for the Q3 rollout", True),
+        (SharingLevel.SUBJECT, "Proposal for the Q3 rollout", False),
+        (SharingLevel.METADATA, "", False),
+    ],
+)
+def test_sharing_levels(level: SharingLevel, subject: str, body: bool) -> None:
+    decision = run(read_data("bcc_simple.eml"), snap=snapshot(sharing={1: level}))
+    assert decision.draft is not None
+    assert decision.draft.email.subject == subject
+    assert bool(decision.draft.email.body_text) is body
+    # Identity is the same whatever is hidden, so dedupe still works.
+    assert decision.draft.content_hash == run(read_data("bcc_simple.eml")).draft.content_hash  # type: ignore[union-attr]
+
+
+def test_attribution_precedence() -> None:
+    shared = "deals@acme.test"
+    snap = snapshot(
+        users={
+            1: ("rita@acme.test", {shared: AddressKind.ALIAS}),
+            2: ("sam@acme.test", {shared: AddressKind.CONNECTED}),
+            3: ("tom@acme.test", {"both@acme.test": AddressKind.ALIAS}),
+            4: ("uma@acme.test", {"both@acme.test": AddressKind.ALIAS}),
+        },
+        fallback_owner_id=4,
+    )
+    assert resolve_user(snap, shared)[0] == 2  # connected inbox beats alias
+    assert resolve_user(snap, "Rita@ACME.test")[0] == 1
+    assert resolve_user(snap, "both@acme.test") == (4, "shared address: the account's fallback owner")
+    assert resolve_user(snap, "nobody@acme.test")[0] is None
+
+
+def test_forward_as_attachment_is_the_original() -> None:
+    decision = run(read_data("forward_rfc822.eml"), kind=Kind.FORWARD)
+    assert decision.action is Action.LOG, decision.trace
+    draft = decision.draft
+    assert draft is not None
+    assert draft.email.sender is not None and draft.email.sender.key == "paula@umbrella.test"
+    assert draft.email.subject == "Pricing question"
+    assert draft.email.message_id == "<pricing-q-42@umbrella.test>"
+    assert draft.direction is Direction.INCOMING and draft.owner == "rita@acme.test"
+    assert draft.note == "Logging this one, see below."
+    # Cc of the original is not a contact; the rep in To is a user, not a contact.
+    assert [m.key for m in draft.contacts] == ["paula@umbrella.test"]
+
+
+def test_forward_without_a_forwarded_block_is_ignored() -> None:
+    decision = run(read_data("bcc_simple.eml"), kind=Kind.FORWARD)
+    assert (decision.action, decision.reason) == (Action.IGNORE, Reason.NO_FORWARDED_HEADER)
+
+
+def test_unparseable_garbage_does_not_raise() -> None:
+    for raw in (b"", b"\x00\xff" * 100, b"From: <<<@@@>>>\r\n\r\n", b"Subject: x\r\n" * 1000):
+        decision = run(raw)
+        assert decision.action in (Action.REJECT, Action.IGNORE)
+
+
+def test_rules_defaults_are_documented_values() -> None:
+    assert AccountRules().max_deals == 5
+    assert AccountRules().max_body_bytes == 2 * 1024 * 1024
+    assert AccountRules().max_attachment_bytes == 50 * 1024 * 1024
