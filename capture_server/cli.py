@@ -49,7 +49,7 @@ app.add_typer(engagements_app, name="engagements")
 app.add_typer(contacts_app, name="contacts")
 
 out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class State:
@@ -171,9 +171,7 @@ def account_add(
 
 
 @account_app.command("addresses")
-def account_addresses(
-    slug: str, as_json: Annotated[bool, typer.Option("--json")] = False
-) -> None:
+def account_addresses(slug: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Print an account's current capture addresses."""
     store = open_store(settings())
     try:

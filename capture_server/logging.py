@@ -23,9 +23,7 @@ def mask_address(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def redact(
-    _logger: Any, _method: str, event: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
+def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
         if key in _FORBIDDEN_KEYS:
             event[key] = "[redacted]"

@@ -137,7 +137,9 @@ class Account:
 def make_account(cli: Cli, slug: str = "acme", domain: str = "acme.test") -> Account:
     import json
 
-    created = json.loads(cli("account", "add", slug, "--name", "Acme", "--domain", domain, "--json"))
+    created = json.loads(
+        cli("account", "add", slug, "--name", "Acme", "--domain", domain, "--json")
+    )
     cli("user", "add", slug, f"rita@{domain}", "--name", "Rita Rep")
     cli("user", "add", slug, f"sam@{domain}", "--name", "Sam Colleague")
     return Account(
@@ -185,9 +187,11 @@ def start_daemon(database_url: str, folder: Path, **settings: str) -> RunningDae
         if process.poll() is not None:
             raise RuntimeError(f"daemon exited {process.returncode}:\n{daemon.log()}")
         try:
-            with socket.create_connection(("127.0.0.1", lmtp_port), timeout=1):
-                with socket.create_connection(("127.0.0.1", smtp_port), timeout=1):
-                    return daemon
+            with (
+                socket.create_connection(("127.0.0.1", lmtp_port), timeout=1),
+                socket.create_connection(("127.0.0.1", smtp_port), timeout=1),
+            ):
+                return daemon
         except OSError:
             time.sleep(0.1)
     daemon.stop()

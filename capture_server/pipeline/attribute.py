@@ -57,9 +57,7 @@ def attribute_stage(work: Work) -> Work | Decision:
         if user_id is not None:
             owner = snapshot.users[user_id].email
             detail = f"owner {owner} from {where} ({how})"
-            return work.advance(
-                STAGE, "pass", detail, owner_user_id=user_id, direction=direction
-            )
+            return work.advance(STAGE, "pass", detail, owner_user_id=user_id, direction=direction)
     who = email.sender.key if email.sender else "(no From)"
     return work.decide(
         STAGE,

@@ -24,9 +24,7 @@ def match_stage(work: Work) -> Work | Decision:
     email = work.email
     if work.message.target.kind is Kind.FORWARD:
         # The original's Cc recipients are not made contacts (DESIGN.md section 3).
-        candidates: tuple[Mailbox, ...] = (
-            ((email.sender,) if email.sender else ()) + email.to
-        )
+        candidates: tuple[Mailbox, ...] = ((email.sender,) if email.sender else ()) + email.to
     else:
         candidates = email.participants
     contacts: dict[str, Mailbox] = {}

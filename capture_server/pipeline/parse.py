@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
-from email.message import EmailMessage, Message
+from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 
 from capture_server.forwarding import html_to_text
@@ -175,13 +175,11 @@ def _decoded_text(part: Message, defects: list[str]) -> str:
     return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
 
 
-def _attachments(
-    message: EmailMessage, defects: list[str]
-) -> tuple[list[Attachment], list[bytes]]:
+def _attachments(message: EmailMessage, defects: list[str]) -> tuple[list[Attachment], list[bytes]]:
     attachments: list[Attachment] = []
     forwarded: list[bytes] = []
     try:
-        parts = list(message.iter_attachments())
+        parts: list[MIMEPart] = list(message.iter_attachments())
         # iter_attachments only looks one level down; walk nested multiparts too.
         pending = [p for p in message.iter_parts() if p.is_multipart()]
         while pending:
@@ -196,7 +194,11 @@ def _attachments(
         if content_type == "message/rfc822":
             inner = part.get_payload()
             inner_message = inner[0] if isinstance(inner, list) and inner else None
-            content = inner_message.as_bytes(policy=policy.SMTP) if inner_message else b""
+            content = (
+                inner_message.as_bytes(policy=policy.SMTP)
+                if isinstance(inner_message, Message)
+                else b""
+            )
             if content:
                 forwarded.append(content)
         else:

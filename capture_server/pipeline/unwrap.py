@@ -52,7 +52,9 @@ def unwrap_stage(work: Work) -> Work | Decision:
             )
         original = _email_from_block(block, outer)
         note = block.note
-        how = f"inline block ({block.client}, confidence {block.confidence:.2f}, depth {block.depth})"
+        how = (
+            f"inline block ({block.client}, confidence {block.confidence:.2f}, depth {block.depth})"
+        )
     if original.sender is None:
         return work.decide(
             STAGE, Action.IGNORE, Reason.NO_FORWARDED_HEADER, f"{how} names no original sender"

@@ -63,9 +63,7 @@ class CaptureHandler:
         if domain != self.capture_domain:
             return replies.relay_denied(address, self.capture_domain)
         try:
-            target = await asyncio.to_thread(
-                self.service.store.resolve_capture_address, address
-            )
+            target = await asyncio.to_thread(self.service.store.resolve_capture_address, address)
         except StoreUnavailable:
             log.warning("store_unavailable", during="RCPT")
             return replies.TEMPORARY_FAILURE

@@ -10,14 +10,14 @@ from aiosmtpd.smtp import SMTP
 from capture_server.smtp import replies
 
 
-class CaptureSMTP(SMTP):  # type: ignore[misc]
+class CaptureSMTP(SMTP):
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
             status = replies.translate(status)
         await super().push(status)
 
 
-class CaptureLMTP(LMTP):  # type: ignore[misc]
+class CaptureLMTP(LMTP):
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
             status = replies.translate(status)

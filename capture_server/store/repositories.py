@@ -58,8 +58,10 @@ from capture_server.store.models import (
     ServerState,
     Tombstone,
     User,
-    UserAddress as UserAddressRow,
     utcnow,
+)
+from capture_server.store.models import (
+    UserAddress as UserAddressRow,
 )
 
 

@@ -149,7 +149,10 @@ def test_attribution_precedence() -> None:
     )
     assert resolve_user(snap, shared)[0] == 2  # connected inbox beats alias
     assert resolve_user(snap, "Rita@ACME.test")[0] == 1
-    assert resolve_user(snap, "both@acme.test") == (4, "shared address: the account's fallback owner")
+    assert resolve_user(snap, "both@acme.test") == (
+        4,
+        "shared address: the account's fallback owner",
+    )
     assert resolve_user(snap, "nobody@acme.test")[0] is None
 
 

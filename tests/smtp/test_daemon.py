@@ -45,7 +45,11 @@ def test_bcc_message_becomes_an_engagement(daemon: RunningDaemon, cli: Cli) -> N
     assert engagement["occurred_at"] == "2026-11-03T09:15:00+00:00"
     assert engagement["from"] == {"address": "rita@acme.test", "name": "Rita Rep"}
     assert engagement["to"] == [{"address": "carl@globex.test", "name": "Carl Customer"}]
-    assert engagement["contacts"] == ["carl@globex.test", "dana@globex.test", "frank.free@gmail.com"]
+    assert engagement["contacts"] == [
+        "carl@globex.test",
+        "dana@globex.test",
+        "frank.free@gmail.com",
+    ]
     assert engagement["companies"] == ["globex.test"]  # gmail.com is free mail: no company
     assert "proposal for the Q3 rollout" in str(engagement["body_text"])
     contacts = [json.loads(line) for line in cli("contacts", "list", "acme", "--json").splitlines()]
@@ -85,7 +89,9 @@ def test_unknown_and_foreign_recipients_are_refused(daemon: RunningDaemon, cli: 
 
 def test_sender_who_is_no_user_is_rejected(daemon: RunningDaemon, cli: Cli) -> None:
     account = make_account(cli)
-    code, text = send(daemon, read_data("bcc_unknown_sender.eml"), [account.bcc], "mallory@evil.test")
+    code, text = send(
+        daemon, read_data("bcc_unknown_sender.eml"), [account.bcc], "mallory@evil.test"
+    )
     assert (code, text[:5]) == (550, b"5.7.1")
     assert engagements(cli, account.slug) == []
     [event] = [json.loads(line) for line in cli("events", "acme", "--json").splitlines()]

@@ -8,7 +8,6 @@ Create Date: 2026-11-23
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 revision = "0001"
@@ -22,8 +21,8 @@ def upgrade() -> None:
     op.create_table(
         "account",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("slug", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("slug", sa.String(), nullable=False),
+        sa.Column("name", sa.String(), nullable=False),
         sa.Column("settings_json", sa.Text(), nullable=False),
         sa.Column("fallback_owner_id", sa.Integer(), nullable=True),
         sa.Column("token_generation", sa.Integer(), nullable=False),
@@ -33,22 +32,22 @@ def upgrade() -> None:
     )
     op.create_table(
         "blob",
-        sa.Column("sha256", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("sha256", sa.String(), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("sha256", name=op.f("pk_blob")),
     )
     op.create_table(
         "server_state",
-        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("value", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("key", sa.String(), nullable=False),
+        sa.Column("value", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_server_state")),
     )
     op.create_table(
         "account_domain",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
-        sa.Column("domain", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("domain", sa.String(), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"], ["account.id"], name=op.f("fk_account_domain_account_id_account")
         ),
@@ -66,9 +65,9 @@ def upgrade() -> None:
         "app_user",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
-        sa.Column("email", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("sharing", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("email", sa.String(), nullable=False),
+        sa.Column("name", sa.String(), nullable=True),
+        sa.Column("sharing", sa.String(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"], ["account.id"], name=op.f("fk_app_user_account_id_account")
@@ -83,8 +82,8 @@ def upgrade() -> None:
         "capture_address",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("address", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("kind", sa.String(), nullable=False),
+        sa.Column("address", sa.String(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
@@ -100,19 +99,19 @@ def upgrade() -> None:
 
     op.create_table(
         "capture_event",
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("id", sa.String(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=True),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("protocol", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("mail_from", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("rcpt", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("protocol", sa.String(), nullable=False),
+        sa.Column("mail_from", sa.String(), nullable=False),
+        sa.Column("rcpt", sa.String(), nullable=False),
+        sa.Column("kind", sa.String(), nullable=True),
+        sa.Column("message_id", sa.String(), nullable=True),
         sa.Column("subject", sa.Text(), nullable=False),
-        sa.Column("decision", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("smtp_reply", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("engagement_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("decision", sa.String(), nullable=False),
+        sa.Column("reason", sa.String(), nullable=False),
+        sa.Column("smtp_reply", sa.String(), nullable=False),
+        sa.Column("engagement_id", sa.String(), nullable=True),
         sa.Column("trace_json", sa.Text(), nullable=False),
         sa.Column("warnings_json", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -129,8 +128,8 @@ def upgrade() -> None:
         "company",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
-        sa.Column("domain", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("domain", sa.String(), nullable=False),
+        sa.Column("name", sa.String(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"], ["account.id"], name=op.f("fk_company_account_id_account")
@@ -142,8 +141,8 @@ def upgrade() -> None:
         "deal",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("stage", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("name", sa.String(), nullable=False),
+        sa.Column("stage", sa.String(), nullable=False),
         sa.Column("is_open", sa.Boolean(), nullable=False),
         sa.Column("close_date", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -159,7 +158,7 @@ def upgrade() -> None:
         "never_log",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
-        sa.Column("pattern", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("pattern", sa.String(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"], ["account.id"], name=op.f("fk_never_log_account_id_account")
@@ -170,7 +169,7 @@ def upgrade() -> None:
     op.create_table(
         "tombstone",
         sa.Column("account_id", sa.Integer(), nullable=False),
-        sa.Column("address_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("address_hash", sa.String(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"], ["account.id"], name=op.f("fk_tombstone_account_id_account")
@@ -181,10 +180,10 @@ def upgrade() -> None:
         "contact",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
-        sa.Column("primary_address", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("primary_address", sa.String(), nullable=False),
+        sa.Column("name", sa.String(), nullable=True),
         sa.Column("company_id", sa.Integer(), nullable=True),
-        sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("created_by", sa.String(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
@@ -200,24 +199,24 @@ def upgrade() -> None:
     )
     op.create_table(
         "engagement",
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("id", sa.String(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
-        sa.Column("dedupe_key", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("content_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("direction", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("dedupe_key", sa.String(), nullable=False),
+        sa.Column("content_hash", sa.String(), nullable=False),
+        sa.Column("kind", sa.String(), nullable=False),
+        sa.Column("direction", sa.String(), nullable=False),
         sa.Column("owner_user_id", sa.Integer(), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("in_reply_to", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("message_id", sa.String(), nullable=True),
+        sa.Column("in_reply_to", sa.String(), nullable=True),
         sa.Column("references_text", sa.Text(), nullable=False),
-        sa.Column("from_address", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("from_name", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("from_address", sa.String(), nullable=True),
+        sa.Column("from_name", sa.String(), nullable=True),
         sa.Column("body_text", sa.Text(), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
-        sa.Column("thread_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("sharing", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("thread_id", sa.String(), nullable=False),
+        sa.Column("sharing", sa.String(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"], ["account.id"], name=op.f("fk_engagement_account_id_account")
@@ -243,8 +242,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("address", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("address", sa.String(), nullable=False),
+        sa.Column("kind", sa.String(), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"], ["account.id"], name=op.f("fk_user_address_account_id_account")
         ),
@@ -263,12 +262,12 @@ def upgrade() -> None:
     op.create_table(
         "attachment",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("engagement_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("engagement_id", sa.String(), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("filename", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("content_type", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("filename", sa.String(), nullable=True),
+        sa.Column("content_type", sa.String(), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
-        sa.Column("sha256", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("sha256", sa.String(), nullable=False),
         sa.ForeignKeyConstraint(
             ["engagement_id"],
             ["engagement.id"],
@@ -289,7 +288,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
         sa.Column("contact_id", sa.Integer(), nullable=False),
-        sa.Column("address", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("address", sa.String(), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"], ["account.id"], name=op.f("fk_contact_address_account_id_account")
         ),
@@ -325,7 +324,7 @@ def upgrade() -> None:
 
     op.create_table(
         "engagement_company",
-        sa.Column("engagement_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("engagement_id", sa.String(), nullable=False),
         sa.Column("company_id", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["company_id"], ["company.id"], name=op.f("fk_engagement_company_company_id_company")
@@ -339,7 +338,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "engagement_contact",
-        sa.Column("engagement_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("engagement_id", sa.String(), nullable=False),
         sa.Column("contact_id", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["contact_id"], ["contact.id"], name=op.f("fk_engagement_contact_contact_id_contact")
@@ -358,7 +357,7 @@ def upgrade() -> None:
 
     op.create_table(
         "engagement_deal",
-        sa.Column("engagement_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("engagement_id", sa.String(), nullable=False),
         sa.Column("deal_id", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["deal_id"], ["deal.id"], name=op.f("fk_engagement_deal_deal_id_deal")
@@ -373,11 +372,11 @@ def upgrade() -> None:
     op.create_table(
         "participant",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("engagement_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("role", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("engagement_id", sa.String(), nullable=False),
+        sa.Column("role", sa.String(), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("address", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("address", sa.String(), nullable=False),
+        sa.Column("name", sa.String(), nullable=True),
         sa.ForeignKeyConstraint(
             ["engagement_id"],
             ["engagement.id"],

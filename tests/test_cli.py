@@ -1,0 +1,100 @@
+"""The CLI contract of DESIGN.md section 4, through the real console script and in-process."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import DATA, Cli, make_account
+
+
+def test_account_add_json_prints_the_three_addresses(cli: Cli) -> None:
+    created = json.loads(
+        cli("account", "add", "acme", "--name", "Acme", "--domain", "acme.test", "--json")
+    )
+    assert set(created) >= {"bcc_address", "forward_address", "reply_address"}
+    assert all(value.endswith("@capture.localhost") for value in created.values() if "@" in value)
+    assert len(set(created.values())) == len(created)
+
+
+def test_dry_run_json_decides_without_writing(cli: Cli) -> None:
+    account = make_account(cli)
+    files = [DATA / "bcc_simple.eml", DATA / "bcc_unknown_sender.eml", DATA / "bcc_internal.eml"]
+    lines = cli("dry-run", "--rcpt", account.bcc, *map(str, files), "--json").splitlines()
+    decisions = [json.loads(line) for line in lines]
+    assert [d["file"] for d in decisions] == [str(f) for f in files]
+    assert [(d["decision"], d["reason"]) for d in decisions] == [
+        ("log", "logged"), ("reject", "sender_not_user"), ("ignore", "internal_only")
+    ]  # fmt: skip
+    logged = decisions[0]
+    assert logged["smtp_reply"].startswith("250 2.0.0")
+    assert logged["engagement"]["contacts"] == [
+        "carl@globex.test", "dana@globex.test", "frank.free@gmail.com"
+    ]  # fmt: skip
+    assert decisions[1]["engagement"] is None and decisions[1]["smtp_reply"].startswith("550 5.7.1")
+    assert {"stage", "outcome", "detail"} == set(logged["trace"][0])
+    assert cli("engagements", "list", account.slug, "--json") == ""
+    assert cli("contacts", "list", account.slug, "--json") == ""
+
+
+def test_ingest_eml_mbox_and_maildir(cli: Cli, tmp_path: Path) -> None:
+    account = make_account(cli)
+    cli("ingest", "--rcpt", account.bcc, str(DATA / "bcc_simple.eml"))
+    box = mailbox.mbox(tmp_path / "sent.mbox")
+    box.add((DATA / "bcc_html_attachment.eml").read_bytes())
+    box.add((DATA / "bcc_simple.eml").read_bytes())  # already logged: a duplicate
+    box.close()
+    output = cli("ingest", "--rcpt", account.bcc, str(tmp_path / "sent.mbox"))
+    assert "duplicate" in output and "logged" in output
+    maildir = mailbox.Maildir(tmp_path / "Maildir")
+    maildir.add((DATA / "bcc_role_addresses.eml").read_bytes())
+    cli("ingest", "--rcpt", account.bcc, str(tmp_path / "Maildir"))
+    rows = cli("engagements", "list", account.slug, "--json").splitlines()
+    assert len(rows) == 3
+
+
+def test_user_errors_are_one_clear_line(cli: Cli) -> None:
+    make_account(cli)
+    output = cli("user", "add", "nope", "x@y.test", expect=1)
+    assert "no account 'nope'" in output and "Traceback" not in output
+    output = cli("dry-run", "--rcpt", "missing@capture.localhost", str(DATA / "bcc_simple.eml"),
+                 expect=1)  # fmt: skip
+    assert "not a capture address" in output
+    output = cli("ingest", "--rcpt", "x@capture.localhost", "/no/such/file", expect=1)
+
+
+def test_console_script_reports_bad_settings_and_databases(tmp_path: Path) -> None:
+    env = {**os.environ, "CAPTURE_SERVER_SMTP_LISTEN": "not-a-port"}
+    result = subprocess.run(
+        [sys.executable, "-m", "capture_server", "serve"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "smtp_listen" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "capture_server", "--database-url", "mysql://x/y", "init"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2 and "not supported" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "capture_server", "--database-url",
+         f"sqlite:///{tmp_path}/fresh.db", "contacts", "list", "acme"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1 and "capture-server init" in result.stderr
+    config = tmp_path / "capture.toml"
+    config.write_text('capture_domain = "capture.example.com"\n')
+    database = f"sqlite:///{tmp_path}/fresh.db"
+    for args in (["init"], ["account", "add", "acme", "--name", "A", "--domain", "a.test",
+                            "--json"]):  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "capture_server", "--config", str(config),
+             "--database-url", database, *args],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["bcc_address"].endswith("@capture.example.com")
