@@ -98,3 +98,35 @@ def test_console_script_reports_bad_settings_and_databases(tmp_path: Path) -> No
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["bcc_address"].endswith("@capture.example.com")
+
+
+def test_account_settings_show_set_reset(cli: Cli) -> None:
+    make_account(cli)
+    shown = json.loads(cli("account", "settings", "show", "acme", "--json"))
+    assert shown["contact_policy"] == "all" and shown["max_deals"] == 5
+    assert "noreply" in shown["role_local_parts"] and "gmail.com" in shown["free_mail_domains"]
+    cli("account", "settings", "set", "acme", "contact_policy", "outgoing")
+    cli("account", "settings", "set", "acme", "max_deals", "2")
+    cli("account", "settings", "set", "acme", "free_mail_domains", "gmail.com,example.org")
+    cli("account", "settings", "set", "acme", "fallback_owner", "sam@acme.test")
+    shown = json.loads(cli("account", "settings", "show", "acme", "--json"))
+    assert (shown["contact_policy"], shown["max_deals"]) == ("outgoing", 2)
+    assert shown["free_mail_domains"] == ["example.org", "gmail.com"]
+    assert shown["fallback_owner"] == "sam@acme.test"
+    cli("account", "settings", "reset", "acme", "max_deals")
+    assert json.loads(cli("account", "settings", "show", "acme", "--json"))["max_deals"] == 5
+    assert "contact_policy" in cli("account", "settings", "set", "acme", "contact_policy",
+                                   "sometimes", expect=1)  # fmt: skip
+    assert "unknown setting" in cli("account", "settings", "set", "acme", "colour", "red",
+                                    expect=1)  # fmt: skip
+    assert "no user" in cli("account", "settings", "set", "acme", "fallback_owner",
+                            "ghost@acme.test", expect=1)  # fmt: skip
+
+
+def test_contact_policy_outgoing_from_settings_reaches_the_pipeline(cli: Cli) -> None:
+    account = make_account(cli)
+    cli("account", "settings", "set", "acme", "contact_policy", "off")
+    cli("ingest", "--rcpt", account.bcc, str(DATA / "bcc_simple.eml"))
+    assert cli("contacts", "list", "acme", "--json") == ""
+    [row] = cli("engagements", "list", "acme", "--json").splitlines()
+    assert json.loads(row)["contacts"] == []

@@ -9,6 +9,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from capture_server.pipeline.defaults import FREE_MAIL_DOMAINS, ROLE_LOCAL_PARTS
+
 
 class Kind(StrEnum):
     BCC = "bcc"
@@ -183,8 +185,8 @@ class AccountRules:
     """Per-account rule settings with the documented defaults."""
 
     contact_policy: ContactPolicy = ContactPolicy.ALL
-    role_local_parts: frozenset[str] = frozenset()
-    free_mail_domains: frozenset[str] = frozenset()
+    role_local_parts: frozenset[str] = ROLE_LOCAL_PARTS
+    free_mail_domains: frozenset[str] = FREE_MAIL_DOMAINS
     max_deals: int = 5
     max_body_bytes: int = 2 * 1024 * 1024
     max_attachment_bytes: int = 50 * 1024 * 1024

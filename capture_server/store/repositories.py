@@ -16,8 +16,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, select
 
+from capture_server.account_settings import describe_rules, rules_from_json, updated_settings
 from capture_server.capture_addresses import capture_address, valid_slug
-from capture_server.pipeline.defaults import FREE_MAIL_DOMAINS, ROLE_LOCAL_PARTS
 from capture_server.pipeline.identity import tombstone_hash
 from capture_server.pipeline.message import (
     AccountRules,
@@ -26,7 +26,6 @@ from capture_server.pipeline.message import (
     AddressKind,
     CapturedMessage,
     CaptureTarget,
-    ContactPolicy,
     Decision,
     EngagementDraft,
     Kind,
@@ -199,6 +198,42 @@ class Store:
             raise StoreError(f"no account {slug!r} (create it with: capture-server account add)")
         return account
 
+    def account_settings(self, slug: str, defaults: AccountRules) -> dict[str, Any]:
+        """The effective settings of an account: its own values over the server defaults."""
+        with self._read() as session:
+            account = self._account(session, slug)
+            rules = rules_from_json(account.settings_json, defaults)
+            settings = describe_rules(rules)
+            settings["fallback_owner"] = None
+            if account.fallback_owner_id is not None:
+                owner = session.get(User, account.fallback_owner_id)
+                settings["fallback_owner"] = owner.email if owner else None
+            return settings
+
+    def set_account_setting(
+        self, slug: str, key: str, value: str | None, defaults: AccountRules
+    ) -> None:
+        """Set one setting (None: back to the default); validated before it is stored."""
+        with self._write() as session:
+            account = self._account(session, slug)
+            if key == "fallback_owner":
+                account.fallback_owner_id = (
+                    None if value is None else self._user(session, account, value).id
+                )
+            else:
+                account.settings_json = updated_settings(
+                    account.settings_json, key, value, defaults
+                )
+            session.add(account)
+
+    def _user(self, session: Session, account: Account, email: str) -> User:
+        user = session.exec(
+            select(User).where(User.account_id == account.id, User.email == email.strip().lower())
+        ).first()
+        if user is None:
+            raise StoreError(f"no user {email} in account {account.slug!r}")
+        return user
+
     def add_user(
         self,
         slug: str,
@@ -317,7 +352,7 @@ class Store:
             fallback_owner_id=account.fallback_owner_id,
             never_log=never_log,
             tombstones=tombstones,
-            rules=_rules(account.settings_json, defaults or AccountRules()),
+            rules=rules_from_json(account.settings_json, defaults or AccountRules()),
             known_threads=known_threads,
         )
 
@@ -691,20 +726,6 @@ def _clean_address(address: str) -> str:
     if not at or not local or "." not in domain or any(c.isspace() for c in address):
         raise StoreError(f"{address!r} is not an email address")
     return address
-
-
-def _rules(settings_json: str, defaults: AccountRules) -> AccountRules:
-    settings = json.loads(settings_json or "{}")
-    return AccountRules(
-        contact_policy=ContactPolicy(settings.get("contact_policy", defaults.contact_policy)),
-        role_local_parts=frozenset(settings.get("role_local_parts", ROLE_LOCAL_PARTS)),
-        free_mail_domains=frozenset(settings.get("free_mail_domains", FREE_MAIL_DOMAINS)),
-        max_deals=int(settings.get("max_deals", defaults.max_deals)),
-        max_body_bytes=int(settings.get("max_body_bytes", defaults.max_body_bytes)),
-        max_attachment_bytes=int(
-            settings.get("max_attachment_bytes", defaults.max_attachment_bytes)
-        ),
-    )
 
 
 __all__ = ["RecordResult", "Store", "StoreError", "StoreUnavailable", "new_id"]

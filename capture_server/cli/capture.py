@@ -1,227 +1,39 @@
-"""The `capture-server` command (typer). Thin: parse, call, print."""
+"""Capturing and reading: dry-run, ingest, engagements, contacts, events."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import mailbox
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy.exc import DBAPIError
 
-from capture_server import __version__
 from capture_server.capture import CaptureService
-from capture_server.config import ConfigError, Settings, load_settings
+from capture_server.cli.common import (
+    app,
+    contacts_app,
+    engagements_app,
+    err,
+    fail,
+    open_store,
+    out,
+    print_json,
+    settings,
+)
 from capture_server.logging import configure_logging
 from capture_server.pipeline.message import (
     CapturedMessage,
     CaptureTarget,
     Decision,
     Envelope,
-    SharingLevel,
 )
 from capture_server.smtp import replies
-from capture_server.store.db import DatabaseConfigError, is_up_to_date, make_engine, migrate
 from capture_server.store.repositories import Store, StoreError, StoreUnavailable
-
-app = typer.Typer(
-    help="capture-server: turn BCC'd, forwarded and replied email into CRM activity.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-account_app = typer.Typer(help="Accounts (tenants) and their capture addresses.")
-user_app = typer.Typer(help="Users (reps) of an account and their addresses.")
-engagements_app = typer.Typer(help="Logged emails.")
-contacts_app = typer.Typer(help="Contacts created or matched by capture.")
-app.add_typer(account_app, name="account")
-app.add_typer(user_app, name="user")
-app.add_typer(engagements_app, name="engagements")
-app.add_typer(contacts_app, name="contacts")
-
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class State:
-    config: Path | None = None
-    database_url: str | None = None
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
-    raise typer.Exit(code)
-
-
-def settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(State.config, database_url=State.database_url, **overrides)
-    except ConfigError as error:
-        fail(str(error), 2)
-
-
-def open_store(current: Settings, *, require_schema: bool = True) -> Store:
-    try:
-        engine = make_engine(current.database_url)
-        if require_schema and not is_up_to_date(engine):
-            fail("the database is not initialised or is out of date: run `capture-server init`")
-        return Store(engine)
-    except DatabaseConfigError as error:
-        fail(str(error), 2)
-    except DBAPIError as error:
-        fail(f"cannot reach the database: {_first_line(error)}")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
-
-
-def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
-
-
-@app.callback()
-def main_options(
-    config: Annotated[
-        Path | None, typer.Option("--config", help="TOML settings file", envvar=None)
-    ] = None,
-    database_url: Annotated[
-        str | None,
-        typer.Option("--database-url", help="sqlite:///FILE or postgresql+psycopg://..."),
-    ] = None,
-) -> None:
-    State.config = config
-    State.database_url = database_url
-
-
-@app.command()
-def version() -> None:
-    """Print the version."""
-    out.print(__version__)
-
-
-@app.command()
-def init() -> None:
-    """Create or migrate the database (Alembic)."""
-    current = settings()
-    configure_logging(current.log_format, "warning")
-    store = open_store(current, require_schema=False)
-    try:
-        revision = migrate(store.engine)
-        store.server_secret(current.server_secret)
-    except DBAPIError as error:
-        fail(f"cannot migrate the database: {_first_line(error)}")
-    out.print(f"database ready at revision {revision}: {store.engine.url.render_as_string()}")
-
-
-@app.command()
-def serve(
-    smtp: Annotated[str | None, typer.Option(help="SMTP listener HOST:PORT ('' disables)")] = None,
-    lmtp: Annotated[str | None, typer.Option(help="LMTP listener HOST:PORT ('' disables)")] = None,
-) -> None:
-    """Run the daemon (migrates the database first). SIGTERM drains mail in flight."""
-    from capture_server.daemon import Daemon
-
-    current = settings(smtp_listen=smtp, lmtp_listen=lmtp)
-    configure_logging(current.log_format, current.log_level)
-    store = open_store(current, require_schema=False)
-    try:
-        migrate(store.engine)
-    except DBAPIError as error:
-        fail(f"cannot migrate the database: {_first_line(error)}")
-    try:
-        asyncio.run(Daemon(current, store).run())
-    except OSError as error:
-        fail(f"cannot listen: {error.strerror or error}")
-
-
-@account_app.command("add")
-def account_add(
-    slug: Annotated[str, typer.Argument(help="short name: lower-case letters, digits, -")],
-    name: Annotated[str, typer.Option("--name", help="the company's name")],
-    domain: Annotated[
-        list[str], typer.Option("--domain", help="the account's own email domain (repeatable)")
-    ],
-    as_json: Annotated[bool, typer.Option("--json", help="print a JSON object")] = False,
-) -> None:
-    """Create an account and print its capture addresses."""
-    current = settings()
-    store = open_store(current)
-    try:
-        secret = store.server_secret(current.server_secret)
-        addresses = store.create_account(slug, name, domain, current.capture_domain, secret)
-    except StoreError as error:
-        fail(str(error))
-    if as_json:
-        print_json({"slug": slug.lower(), **addresses})
-        return
-    out.print(f"account {slug.lower()} created")
-    for key in ("bcc_address", "forward_address", "reply_address"):
-        out.print(f"  {key}: {addresses[key]}")
-
-
-@account_app.command("addresses")
-def account_addresses(slug: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Print an account's current capture addresses."""
-    store = open_store(settings())
-    try:
-        addresses = store.capture_addresses(slug)
-    except StoreError as error:
-        fail(str(error))
-    if as_json:
-        print_json(addresses)
-    else:
-        for key, value in sorted(addresses.items()):
-            out.print(f"{key}: {value}")
-
-
-class SharingOption(StrEnum):
-    metadata = "metadata"
-    subject = "subject"
-    everything = "everything"
-
-
-@user_app.command("add")
-def user_add(
-    slug: Annotated[str, typer.Argument(help="the account")],
-    email: Annotated[str, typer.Argument(help="the user's login email")],
-    name: Annotated[str | None, typer.Option("--name")] = None,
-    alias: Annotated[list[str] | None, typer.Option("--alias", help="alias address")] = None,
-    connected: Annotated[
-        list[str] | None, typer.Option("--connected", help="connected inbox address")
-    ] = None,
-    team: Annotated[
-        list[str] | None, typer.Option("--team", help="team address this user connected")
-    ] = None,
-    sharing: Annotated[
-        SharingOption, typer.Option(help="what of this user's mail is kept")
-    ] = SharingOption.everything,
-) -> None:
-    """Add a user (rep) who may log mail."""
-    store = open_store(settings())
-    try:
-        user_id = store.add_user(
-            slug,
-            email,
-            name=name,
-            aliases=alias or [],
-            connected=connected or [],
-            teams=team or [],
-            sharing=SharingLevel(sharing.value),
-        )
-    except StoreError as error:
-        fail(str(error))
-    out.print(f"user {email.strip().lower()} added to {slug} (id {user_id})")
 
 
 @engagements_app.command("list")
@@ -430,11 +242,3 @@ def ingest(
     for (action, reason), count in sorted(summary.items()):
         table.add_row(action, reason, str(count))
     out.print(table)
-
-
-def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)

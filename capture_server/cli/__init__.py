@@ -1,0 +1,19 @@
+"""The `capture-server` command (typer). Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import sys
+
+# Importing the command modules registers their commands on the apps.
+from capture_server.cli import accounts, capture, core  # noqa: F401
+from capture_server.cli.common import app, err
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,71 @@
+"""What every command module shares: the typer apps, consoles, settings and store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from sqlalchemy.exc import DBAPIError
+
+from capture_server.config import ConfigError, Settings, load_settings
+from capture_server.store.db import DatabaseConfigError, is_up_to_date, make_engine
+from capture_server.store.repositories import Store
+
+app = typer.Typer(
+    help="capture-server: turn BCC'd, forwarded and replied email into CRM activity.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+account_app = typer.Typer(help="Accounts (tenants) and their capture addresses.")
+user_app = typer.Typer(help="Users (reps) of an account and their addresses.")
+engagements_app = typer.Typer(help="Logged emails.")
+contacts_app = typer.Typer(help="Contacts created or matched by capture.")
+app.add_typer(account_app, name="account")
+app.add_typer(user_app, name="user")
+app.add_typer(engagements_app, name="engagements")
+app.add_typer(contacts_app, name="contacts")
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class State:
+    config: Path | None = None
+    database_url: str | None = None
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(State.config, database_url=State.database_url, **overrides)
+    except ConfigError as error:
+        fail(str(error), 2)
+
+
+def open_store(current: Settings, *, require_schema: bool = True) -> Store:
+    try:
+        engine = make_engine(current.database_url)
+        if require_schema and not is_up_to_date(engine):
+            fail("the database is not initialised or is out of date: run `capture-server init`")
+        return Store(engine)
+    except DatabaseConfigError as error:
+        fail(str(error), 2)
+    except DBAPIError as error:
+        fail(f"cannot reach the database: {first_line(error)}")
+
+
+def first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
