@@ -5,13 +5,14 @@ The SMTP handler, `ingest` and `dry-run` all come through here, so they decide a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesHeaderParser
 
 from capture_server.config import Settings
 from capture_server.logging import get_logger
-from capture_server.pipeline import STAGES, run_pipeline
+from capture_server.pipeline import STAGES, Stage, run_pipeline
 from capture_server.pipeline.message import (
     AccountRules,
     CapturedMessage,
@@ -36,8 +37,11 @@ class Outcome:
 
 
 class CaptureService:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, stages: Sequence[Stage] = STAGES
+    ) -> None:
         self.store = store
+        self.stages = tuple(stages)
         self.settings = settings
         self.quarantine = Quarantine(settings.quarantine_dir)
         self.defaults = AccountRules(
@@ -50,16 +54,28 @@ class CaptureService:
         snapshot = self.store.snapshot(
             message.target.account_id, _thread_ids(message.raw), self.defaults
         )
-        return run_pipeline(message, snapshot, STAGES)
+        return run_pipeline(message, snapshot, self.stages)
 
-    def capture(self, raw: bytes, envelope: Envelope, target: CaptureTarget) -> Outcome:
-        """Decide and record; raises StoreUnavailable on a transient store fault (→ 451)."""
+    def capture(
+        self,
+        raw: bytes,
+        envelope: Envelope,
+        target: CaptureTarget,
+        *,
+        quarantine_on_crash: bool = True,
+    ) -> Outcome:
+        """Decide and record; raises StoreUnavailable on a transient store fault (→ 451).
+
+        A pipeline crash holds the message in the quarantine (replay raises instead).
+        """
         message = CapturedMessage(envelope, target, raw)
         try:
             decision = self.decide(message)
         except StoreUnavailable:
             raise
         except Exception as error:
+            if not quarantine_on_crash:
+                raise
             quarantine_id = self.quarantine.put(envelope, raw, f"{type(error).__name__}: {error}")
             log.error(
                 "pipeline_crashed",
