@@ -5,22 +5,30 @@ The SMTP handler, `ingest` and `dry-run` all come through here, so they decide a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from email import policy
-from email.parser import BytesHeaderParser
 
+from capture_server.authentication import (
+    AuthenticationResults,
+    DnsConfig,
+    check_structure,
+    verify_message,
+)
 from capture_server.config import Settings
 from capture_server.logging import get_logger
 from capture_server.pipeline import STAGES, Stage, run_pipeline
 from capture_server.pipeline.message import (
     AccountRules,
+    AuthEvidence,
+    AuthMode,
     CapturedMessage,
     CaptureTarget,
     Decision,
     Envelope,
+    Kind,
 )
-from capture_server.pipeline.parse import message_ids
+from capture_server.pipeline.thread import thread_lookup
 from capture_server.smtp import replies
 from capture_server.spool import Quarantine
 from capture_server.store.repositories import Store, StoreUnavailable, new_id
@@ -37,9 +45,7 @@ class Outcome:
 
 
 class CaptureService:
-    def __init__(
-        self, store: Store, settings: Settings, stages: Sequence[Stage] = STAGES
-    ) -> None:
+    def __init__(self, store: Store, settings: Settings, stages: Sequence[Stage] = STAGES) -> None:
         self.store = store
         self.stages = tuple(stages)
         self.settings = settings
@@ -47,14 +53,73 @@ class CaptureService:
         self.defaults = AccountRules(
             max_body_bytes=settings.max_body_bytes,
             max_attachment_bytes=settings.max_attachment_bytes,
+            max_header_bytes=settings.max_header_bytes,
+            max_mime_depth=settings.max_mime_depth,
         )
 
     def decide(self, message: CapturedMessage) -> Decision:
         """Run the pipeline without writing anything (dry-run, and the first half of capture)."""
+        lookup = thread_lookup(message.raw)
         snapshot = self.store.snapshot(
-            message.target.account_id, _thread_ids(message.raw), self.defaults
+            message.target.account_id,
+            lookup.message_ids,
+            self.defaults,
+            lookup if message.target.kind is Kind.REPLY else None,
         )
         return run_pipeline(message, snapshot, self.stages)
+
+    async def gather_evidence(
+        self, raw: bytes, envelope: Envelope, account_ids: Iterable[int]
+    ) -> dict[int, AuthEvidence | None]:
+        """Sender-authentication evidence per account (None where auth_mode is off).
+
+        The I/O half of authentication, before the pure pipeline: DNS runs once per
+        message whatever the recipients, and not at all when every account is off.
+        Raises StoreUnavailable when the accounts' settings cannot be read.
+        """
+        wanted = list(dict.fromkeys(account_ids))
+        modes = {
+            account_id: (
+                await asyncio.to_thread(self.store.account_rules, account_id, self.defaults)
+            ).auth_mode
+            for account_id in wanted
+        }
+        if all(mode is AuthMode.OFF for mode in modes.values()):
+            return dict.fromkeys(wanted)
+        evidence = AuthEvidence(await self._verify(raw, envelope), check_structure(raw))
+        return {
+            account_id: None if mode is AuthMode.OFF else evidence
+            for account_id, mode in modes.items()
+        }
+
+    def gather_evidence_now(
+        self, raw: bytes, envelope: Envelope, target: CaptureTarget
+    ) -> AuthEvidence | None:
+        """gather_evidence for one target, from synchronous code (the CLI)."""
+        found = asyncio.run(self.gather_evidence(raw, envelope, [target.account_id]))
+        return found[target.account_id]
+
+    async def _verify(self, raw: bytes, envelope: Envelope) -> AuthenticationResults | None:
+        current = self.settings
+        budget = 2 * current.dns_timeout  # look-ups run in parallel; a few chain (SPF, DMARC)
+        try:
+            return await asyncio.wait_for(
+                verify_message(
+                    raw,
+                    mail_from=envelope.mail_from,
+                    helo=envelope.helo,
+                    client_ip=envelope.client_ip,
+                    authserv_id=current.effective_authserv_id,
+                    dns=DnsConfig(current.dns_nameservers, current.dns_port, current.dns_timeout),
+                    trusted_relays=frozenset(current.trusted_relays),
+                    trusted_authserv_ids=frozenset(a.lower() for a in current.trusted_authserv_ids),
+                ),
+                budget,
+            )
+        except TimeoutError:
+            # No evidence is never a pass: decide() makes it a tempfail in enforce.
+            log.warning("authentication_timed_out", seconds=budget, client_ip=envelope.client_ip)
+            return None
 
     def capture(
         self,
@@ -62,31 +127,34 @@ class CaptureService:
         envelope: Envelope,
         target: CaptureTarget,
         *,
+        evidence: AuthEvidence | None = None,
         quarantine_on_crash: bool = True,
     ) -> Outcome:
         """Decide and record; raises StoreUnavailable on a transient store fault (→ 451).
 
         A pipeline crash holds the message in the quarantine (replay raises instead).
         """
-        message = CapturedMessage(envelope, target, raw)
+        message = CapturedMessage(envelope, target, raw, evidence)
         try:
             decision = self.decide(message)
+            event_id = new_id("evt")
+            result = self.store.record(message, decision, event_id, replies.for_decision)
         except StoreUnavailable:
             raise
         except Exception as error:
+            # A bug in a stage, or a write the database refuses for this message alone:
+            # retrying would fail forever, so hold it whole for `replay` and say so.
             if not quarantine_on_crash:
                 raise
             quarantine_id = self.quarantine.put(envelope, raw, f"{type(error).__name__}: {error}")
             log.error(
-                "pipeline_crashed",
+                "message_held",
                 quarantine_id=quarantine_id,
                 error=type(error).__name__,
                 account=target.account_slug,
                 exc_info=True,
             )
             return Outcome(replies.quarantined(quarantine_id), None, None, None)
-        event_id = new_id("evt")
-        result = self.store.record(message, decision, event_id, replies.for_decision)
         reply = replies.for_decision(result.decision, result.engagement_id, event_id)
         log.info(
             "message_captured",
@@ -97,15 +165,6 @@ class CaptureService:
             event_id=event_id,
             engagement_id=result.engagement_id,
             mail_from=envelope.mail_from,
+            client_ip=envelope.client_ip,
         )
         return Outcome(reply, event_id, result.engagement_id, result.decision)
-
-
-def _thread_ids(raw: bytes) -> list[str]:
-    """In-Reply-To and References, read from the header section alone, for the thread lookup."""
-    headers = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
-    found: list[str] = []
-    for name in ("in-reply-to", "references"):
-        for value in headers.get_all(name, []):
-            found.extend(message_ids(str(value)))
-    return found

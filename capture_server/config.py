@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -51,20 +52,111 @@ class Settings(BaseSettings):
     max_recipients: int = Field(1000, gt=0, description="Recipients per transaction (452 4.5.3)")
     smtp_timeout_seconds: float = Field(300.0, gt=0, description="Idle time per command")
     drain_seconds: float = Field(30.0, ge=0, description="Grace on SIGTERM for mail in flight")
+    # Limits against hostile or broken clients; Postfix's defaults are the reference.
+    max_connections: int = Field(500, gt=0, description="Open sessions overall; more: 421 4.7.0")
+    max_connections_per_ip: int = Field(
+        50, gt=0, description="Open sessions per client address; more: 421 4.7.0"
+    )
+    hard_error_limit: int = Field(
+        20, gt=0, description="Error replies in one session before 421 and disconnect"
+    )
+    junk_command_limit: int = Field(
+        100, gt=0, description="NOOP/RSET/VRFY/HELP per session before 421 and disconnect"
+    )
+    max_line_length: int = Field(
+        16384, ge=1001, description="Longest line accepted in DATA (RFC 5321 asks 1000)"
+    )
+    max_header_bytes: int = Field(
+        102400, gt=0, description="Header section size; larger: 552 5.3.4"
+    )
+    max_mime_depth: int = Field(
+        100, gt=0, description="Multipart containers in one message; more: not logged"
+    )
+    tls_cert_file: Path | None = Field(None, description="PEM certificate: enables STARTTLS")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
+    require_tls: bool = Field(False, description="Refuse MAIL before STARTTLS (530)")
+    smtps_listen: str = Field("", description="Implicit-TLS SMTP listener HOST:PORT; empty: off")
+    proxy_protocol_from: tuple[str, ...] = Field(
+        (), description="Load balancers (IPs or CIDRs) whose PROXY v1/v2 header is honoured"
+    )
+    proxy_protocol_timeout: float = Field(10.0, gt=0, description="Wait for the PROXY header")
     quarantine_dir: Path = Field(
         Path("quarantine"), description="Messages that crashed the pipeline, kept whole"
+    )
+    # Sender authentication (SPF, DKIM, DMARC); each account's auth_mode says what it does.
+    dns_nameservers: tuple[str, ...] = Field(
+        (), description="Resolvers (IP addresses) for SPF/DKIM/DMARC; empty: the system's"
+    )
+    dns_port: int = Field(53, gt=0, le=65535, description="Port of dns_nameservers")
+    # Small on purpose: an unreachable resolver costs each message this much (the look-ups
+    # run in parallel), and in enforce a time-out is a 451 the sending MTA retries.
+    dns_timeout: float = Field(
+        1.0, gt=0, le=30, description="Seconds per DNS look-up; the whole check gets twice that"
+    )
+    authserv_id: str = Field(
+        "", description="Name in the Authentication-Results we record; empty: hostname"
+    )
+    trusted_relays: tuple[str, ...] = Field(
+        (), description="Relays (IPs or CIDRs) whose Authentication-Results may be used"
+    )
+    trusted_authserv_ids: tuple[str, ...] = Field(
+        (), description="authserv-ids of those relays' Authentication-Results headers"
     )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a terminal, JSON otherwise"
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Notices: a short email to the rep when a message was not logged, or only partly.
+    notice_relay_host: str = Field("", description="SMTP relay for notices; empty: no notices")
+    notice_relay_port: int = Field(25, gt=0, le=65535, description="Port of notice_relay_host")
+    notice_from: str = Field(
+        "", description="From of notices; empty: capture-notices@<capture_domain>"
+    )
+    notice_max_per_hour: int = Field(10, ge=0, description="Notices per rep per hour, at most")
+    notice_timeout_seconds: float = Field(30.0, gt=0, description="Talking to the relay")
 
-    @field_validator("smtp_listen", "lmtp_listen")
+    @field_validator("smtp_listen", "lmtp_listen", "smtps_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         if value:
             parse_listen(value)
         return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if (self.require_tls or self.smtps_listen) and self.tls_cert_file is None:
+            raise ValueError("require_tls and smtps_listen need tls_cert_file and tls_key_file")
+        for path in (self.tls_cert_file, self.tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} does not exist")
+        for network in self.proxy_protocol_from:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as error:
+                raise ValueError(f"proxy_protocol_from: {error}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _check_authentication(self) -> Settings:
+        for name, values in (
+            ("dns_nameservers", self.dns_nameservers),
+            ("trusted_relays", self.trusted_relays),
+        ):
+            for value in values:
+                try:
+                    if name == "dns_nameservers":
+                        ipaddress.ip_address(value)
+                    else:
+                        ipaddress.ip_network(value, strict=False)
+                except ValueError as error:
+                    raise ValueError(f"{name}: {error}") from None
+        return self
+
+    @property
+    def effective_authserv_id(self) -> str:
+        return (self.authserv_id or self.hostname).strip().lower()
 
     @field_validator("capture_domain")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -12,10 +13,20 @@ from capture_server.capture import CaptureService
 from capture_server.config import Settings, parse_listen
 from capture_server.logging import get_logger
 from capture_server.smtp.handler import CaptureHandler, InFlight
-from capture_server.smtp.server import CaptureLMTP, CaptureSMTP
+from capture_server.smtp.notify import Notifier
+from capture_server.smtp.server import CaptureLMTP, CaptureSMTP, SessionGuard
 from capture_server.store.repositories import Store
 
 log = get_logger("daemon")
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
 
 
 class Daemon:
@@ -26,20 +37,32 @@ class Daemon:
         self.servers: list[asyncio.Server] = []
         self.sessions: weakref.WeakSet[Any] = weakref.WeakSet()
         self.stopping = asyncio.Event()
+        self.notifier = Notifier(store, settings)
+        self.guard = SessionGuard(settings)
+        self.tls_context = tls_context(settings)
 
-    def _factory(self, protocol: str) -> Callable[[], Any]:
-        handler = CaptureHandler(self.service, protocol, self.in_flight)
+    def _factory(self, protocol: str, implicit_tls: bool = False) -> Callable[[], Any]:
+        handler = CaptureHandler(self.service, protocol, self.in_flight, self.notifier)
         session_class = CaptureLMTP if protocol == "lmtp" else CaptureSMTP
         loop = asyncio.get_running_loop()
+        settings = self.settings
+        # STARTTLS is offered on the plain listeners; the implicit-TLS one is TLS from the start.
+        starttls = None if implicit_tls else self.tls_context
 
         def make_session() -> Any:
             session = session_class(
                 handler,
-                data_size_limit=self.settings.max_message_bytes,
+                guard=self.guard,
+                data_size_limit=settings.max_message_bytes,
                 enable_SMTPUTF8=True,
-                hostname=self.settings.hostname,
+                hostname=settings.hostname,
                 ident="capture-server",
-                timeout=self.settings.smtp_timeout_seconds,
+                timeout=settings.smtp_timeout_seconds,
+                tls_context=starttls,
+                require_starttls=settings.require_tls and starttls is not None,
+                proxy_protocol_timeout=(
+                    settings.proxy_protocol_timeout if settings.proxy_protocol_from else None
+                ),
                 loop=loop,
             )
             self.sessions.add(session)
@@ -53,12 +76,18 @@ class Daemon:
         for protocol, listen in (
             ("smtp", self.settings.smtp_listen),
             ("lmtp", self.settings.lmtp_listen),
+            ("smtps", self.settings.smtps_listen),
         ):
             if not listen:
                 continue
             host, port = parse_listen(listen)
+            implicit = protocol == "smtps"
             server = await loop.create_server(
-                self._factory(protocol), host, port, reuse_address=True
+                self._factory("smtp" if implicit else protocol, implicit_tls=implicit),
+                host,
+                port,
+                reuse_address=True,
+                ssl=self.tls_context if implicit else None,
             )
             self.servers.append(server)
             for sock in server.sockets:
@@ -83,6 +112,7 @@ class Daemon:
                 transport.close()
         for server in self.servers:
             await server.wait_closed()
+        await self.notifier.drain(max(0.0, deadline - asyncio.get_running_loop().time()))
         log.info("stopped", unfinished_transactions=left)
 
     async def run(self) -> None:

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from capture_server.cli import app
 from capture_server.store.db import make_engine, migrate
 from capture_server.store.repositories import Store
+from tests.authentication.zoneserver import ZoneServer
 
 DATA = Path(__file__).parent / "data"
 POSTGRES_ENV = "CAPTURE_SERVER_TEST_POSTGRES_URL"
@@ -35,6 +36,26 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loopback_dns() -> Iterator[ZoneServer]:
+    """Every DNS question a test causes (sender checks in report mode) goes to an empty zone
+    on loopback: tests never reach a resolver on the network."""
+    server = ZoneServer().start()
+    names = ("CAPTURE_SERVER_DNS_NAMESERVERS", "CAPTURE_SERVER_DNS_PORT")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["CAPTURE_SERVER_DNS_NAMESERVERS"] = '["127.0.0.1"]'
+    os.environ["CAPTURE_SERVER_DNS_PORT"] = str(server.port)
+    try:
+        yield server
+    finally:
+        server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @dataclass
@@ -124,6 +145,16 @@ class Cli:
 def cli(database_url: str, tmp_path: Path) -> Cli:
     env = {"CAPTURE_SERVER_QUARANTINE_DIR": str(tmp_path / "quarantine")}
     return Cli(database_url, env)
+
+
+@pytest.fixture
+def sqlite_cli(tmp_path: Path) -> Cli:
+    """The CLI on a fresh SQLite database only, for tests where the store kind does not matter."""
+    url = f"sqlite:///{tmp_path / 'only-sqlite.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    return Cli(url, {"CAPTURE_SERVER_QUARANTINE_DIR": str(tmp_path / "quarantine")})
 
 
 @dataclass

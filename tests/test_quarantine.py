@@ -21,9 +21,7 @@ def crashing_stage(work: Work) -> Work | Decision:
 
 def test_crash_is_quarantined_then_replayed(cli: Cli, database_url: str, tmp_path: Path) -> None:
     account = make_account(cli)
-    settings = load_settings(
-        database_url=database_url, quarantine_dir=tmp_path / "quarantine"
-    )
+    settings = load_settings(database_url=database_url, quarantine_dir=tmp_path / "quarantine")
     store = Store(make_engine(database_url))
     broken = CaptureService(store, settings, stages=(*STAGES[:3], crashing_stage, *STAGES[3:]))
     target = store.resolve_capture_address(account.bcc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mailbox
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -71,11 +72,14 @@ def engagements_list(
 def contacts_list(
     slug: str,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="also soft-deleted contacts (with deleted_at)")
+    ] = False,
 ) -> None:
     """List contacts."""
     store = open_store(settings())
     try:
-        rows = store.contacts(slug)
+        rows = store.contacts(slug, include_deleted=show_all)
     except StoreError as error:
         fail(str(error))
     if as_json:
@@ -147,6 +151,7 @@ def decision_json(file: str, decision: Decision) -> dict[str, Any]:
         "smtp_reply": replies.for_decision(decision, "(dry-run)", "(dry-run)"),
         "engagement": draft.as_dict() if draft else None,
         "trace": [entry.as_dict() for entry in decision.trace],
+        "authentication": decision.authentication.as_dict() if decision.authentication else None,
     }
 
 
@@ -158,17 +163,22 @@ def dry_run(
         str | None, typer.Option("--mail-from", help="envelope sender (default: the From)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one decision per line")] = False,
+    client_ip: Annotated[
+        str, typer.Option("--client-ip", help="the connecting client, for SPF (default: none)")
+    ] = "",
+    helo: Annotated[str, typer.Option("--helo", help="the client's HELO name, for SPF")] = "",
 ) -> None:
-    """Run the whole pipeline on each file without writing anything."""
+    """Run the whole pipeline on each file without writing anything (DNS is still asked)."""
     current = settings()
     store = open_store(current)
     service = CaptureService(store, current)
     target = _target(store, rcpt)
     for path in files:
         raw = _read_file(path)
-        envelope = _envelope(raw, rcpt, mail_from, "cli")
+        envelope = replace(_envelope(raw, rcpt, mail_from, "cli"), client_ip=client_ip, helo=helo)
         try:
-            decision = service.decide(CapturedMessage(envelope, target, raw))
+            evidence = service.gather_evidence_now(raw, envelope, target)
+            decision = service.decide(CapturedMessage(envelope, target, raw, evidence))
         except StoreUnavailable as error:
             fail(f"the database is unavailable: {error}")
         if as_json:
@@ -231,7 +241,8 @@ def ingest(
         for _label, raw in items:
             envelope = _envelope(raw, rcpt, mail_from, "cli")
             try:
-                outcome = service.capture(raw, envelope, target)
+                evidence = service.gather_evidence_now(raw, envelope, target)
+                outcome = service.capture(raw, envelope, target, evidence=evidence)
             except StoreUnavailable as error:
                 fail(f"the database is unavailable: {error}")
             decision = outcome.decision

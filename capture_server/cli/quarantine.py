@@ -95,7 +95,10 @@ def replay(
             helo=meta.get("helo", ""),
         )
         try:
-            outcome = service.capture(held.raw, envelope, target, quarantine_on_crash=False)
+            evidence = service.gather_evidence_now(held.raw, envelope, target)
+            outcome = service.capture(
+                held.raw, envelope, target, evidence=evidence, quarantine_on_crash=False
+            )
         except StoreUnavailable as error:
             fail(f"the database is unavailable: {error}")
         except Exception as error:

@@ -9,11 +9,13 @@ from capture_server.pipeline.filter import filter_stage
 from capture_server.pipeline.match import match_stage
 from capture_server.pipeline.parse import parse_stage
 from capture_server.pipeline.shape import shape_stage
+from capture_server.pipeline.thread import thread_stage
 from capture_server.pipeline.unwrap import unwrap_stage
 
 STAGES: tuple[Stage, ...] = (
     parse_stage,
     authenticate_stage,
+    thread_stage,  # before attribute: mail on no logged thread is ignored, never refused
     attribute_stage,
     unwrap_stage,
     filter_stage,

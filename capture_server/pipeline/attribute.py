@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from capture_server.authentication import domains_aligned
 from capture_server.pipeline.message import (
     AccountSnapshot,
     Action,
     AddressKind,
+    AuthMode,
     Decision,
     Direction,
     Kind,
@@ -21,6 +23,20 @@ _PRECEDENCE: tuple[tuple[str, frozenset[AddressKind]], ...] = (
     ("login email", frozenset({AddressKind.LOGIN})),
     ("alias", frozenset({AddressKind.ALIAS})),
 )
+
+
+_ORIGINAL_RECIPIENT_HEADERS = ("x-original-to", "delivered-to", "x-envelope-to", "envelope-to")
+
+
+def _header_addresses(values: tuple[str, ...]) -> list[str]:
+    """Bare addresses of an envelope-recipient header ("<a@b>" or "a@b", comma-separated)."""
+    found = []
+    for value in values:
+        for item in value.split(","):
+            address = item.strip().strip("<>").strip()
+            if "@" in address and not any(c.isspace() for c in address):
+                found.append(address)
+    return found
 
 
 def resolve_user(snapshot: AccountSnapshot, address: str) -> tuple[int | None, str]:
@@ -42,13 +58,21 @@ def attribute_stage(work: Work) -> Work | Decision:
     snapshot = work.snapshot
     email = work.parsed.email
     candidates: list[tuple[str, Mailbox | None, Direction]] = [
-        ("From", email.sender, Direction.OUTGOING)
+        # The From authentication read (its real mailbox, never a display name).
+        ("From", work.auth_from or email.sender, Direction.OUTGOING)
     ]
     if work.message.target.kind is Kind.REPLY:
         # A reply copied to us from a rep's inbox: the rep is a recipient.
         candidates += [("To/Cc", m, Direction.INCOMING) for m in (*email.to, *email.cc)]
     envelope_sender = work.message.envelope.mail_from
-    if envelope_sender:
+    if work.message.target.kind is Kind.REPLY:
+        # Copied by the MTA (recipient_bcc_maps): the rep may be only the envelope recipient.
+        candidates += [
+            (name, Mailbox(address), Direction.INCOMING)
+            for name in _ORIGINAL_RECIPIENT_HEADERS
+            for address in _header_addresses(work.parsed.headers.get(name, ()))
+        ]
+    if envelope_sender and _envelope_sender_vouched(work, envelope_sender):
         candidates.append(("envelope sender", Mailbox(envelope_sender), Direction.INCOMING))
     for where, mailbox, direction in candidates:
         if mailbox is None:
@@ -58,6 +82,16 @@ def attribute_stage(work: Work) -> Work | Decision:
             owner = snapshot.users[user_id].email
             detail = f"owner {owner} from {where} ({how})"
             return work.advance(STAGE, "pass", detail, owner_user_id=user_id, direction=direction)
+    thread = work.thread
+    if thread is not None and thread.owner_user_id in snapshot.users:
+        owner = snapshot.users[thread.owner_user_id].email
+        return work.advance(
+            STAGE,
+            "pass",
+            f"owner {owner}: no user received it, the owner of thread {thread.thread_id}",
+            owner_user_id=thread.owner_user_id,
+            direction=Direction.INCOMING,
+        )
     who = email.sender.key if email.sender else "(no From)"
     return work.decide(
         STAGE,
@@ -65,3 +99,14 @@ def attribute_stage(work: Work) -> Work | Decision:
         Reason.SENDER_NOT_USER,
         f"neither From {who} nor envelope sender {envelope_sender or '<>'} is a user",
     )
+
+
+def _envelope_sender_vouched(work: Work, envelope_sender: str) -> bool:
+    """In enforce mode, MAIL FROM (which any client can write) may name the owner only within
+    the organisation whose domain authenticated the From: else an attacker authenticated as
+    evil.test could write MAIL FROM:<rep@acme.test> and be logged as the rep."""
+    if work.snapshot.rules.auth_mode is not AuthMode.ENFORCE:
+        return True
+    if work.auth_from is None:
+        return False
+    return domains_aligned(Mailbox(envelope_sender).domain, work.auth_from.domain, "r")

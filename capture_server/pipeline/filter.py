@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from capture_server.pipeline.attribute import resolve_user
+from capture_server.pipeline.automated import automated_subject
 from capture_server.pipeline.message import (
     AccountSnapshot,
     Action,
@@ -22,8 +23,11 @@ _BULK_PRECEDENCE = frozenset({"bulk", "list", "junk", "auto_reply"})
 
 def automated_reason(parsed: ParsedMessage, envelope_sender: str | None) -> str | None:
     """Why this message was written by a machine (auto-reply, bounce, list), or None."""
-    if envelope_sender == "":
+    # aiosmtpd hands over MAIL FROM:<> as "<>"; the CLI's stand-in envelope as "".
+    if envelope_sender is not None and envelope_sender.strip() in ("", "<>"):
         return "null envelope sender (bounce)"
+    if (parsed.header("return-path") or "").strip() == "<>":
+        return "null Return-Path (bounce)"  # an attached original keeps its envelope here
     auto_submitted = (parsed.header("auto-submitted") or "").strip().lower()
     if auto_submitted and not auto_submitted.startswith("no"):
         return f"Auto-Submitted: {auto_submitted}"
@@ -37,17 +41,23 @@ def automated_reason(parsed: ParsedMessage, envelope_sender: str | None) -> str 
         return "List-Id header (mailing list)"
     if parsed.content_type == "multipart/report":
         return "multipart/report (delivery or read report)"
+    phrase = automated_subject(parsed.email.subject)
+    if phrase is not None:
+        return f"subject of an auto-reply or bounce ({phrase!r})"
     return None
 
 
 def is_never_logged(snapshot: AccountSnapshot, mailbox: Mailbox) -> bool:
-    """Exact address, or a domain with its subdomains."""
-    key = mailbox.key
-    if key in snapshot.never_log:
+    return matches_never_log(snapshot.never_log, mailbox.key)
+
+
+def matches_never_log(patterns: frozenset[str], address: str) -> bool:
+    """Exact address, or a domain with its subdomains (the store's purge uses it too)."""
+    key = address.strip().lower()
+    if key in patterns:
         return True
-    domain = mailbox.domain
-    labels = domain.split(".")
-    return any(".".join(labels[i:]) in snapshot.never_log for i in range(len(labels)))
+    labels = key.rpartition("@")[2].split(".")
+    return any(".".join(labels[i:]) in patterns for i in range(len(labels)))
 
 
 def is_external(snapshot: AccountSnapshot, mailbox: Mailbox) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from capture_server.pipeline.defaults import is_role_address
-from capture_server.pipeline.filter import is_external
+from capture_server.pipeline.filter import is_external, is_never_logged
 from capture_server.pipeline.identity import tombstone_hash
 from capture_server.pipeline.message import (
     ContactPolicy,
@@ -27,6 +27,10 @@ def match_stage(work: Work) -> Work | Decision:
         candidates: tuple[Mailbox, ...] = ((email.sender,) if email.sender else ()) + email.to
     else:
         candidates = email.participants
+    if work.thread is not None:
+        # A reply keeps its thread's contacts (existing ones: the skips below still apply).
+        kept = (Mailbox(address) for address in work.thread.contacts)
+        candidates += tuple(m for m in kept if not is_never_logged(snapshot, m))
     contacts: dict[str, Mailbox] = {}
     skipped: list[str] = []
     for mailbox in candidates:
@@ -41,6 +45,8 @@ def match_stage(work: Work) -> Work | Decision:
     policy_allows = rules.contact_policy is ContactPolicy.ALL or (
         rules.contact_policy is ContactPolicy.OUTGOING and work.direction is Direction.OUTGOING
     )
+    # Lists, bulk mail and auto-replies never create contacts (a forwarded one is still logged).
+    may_create = policy_allows and work.automated_original is None
     companies = tuple(
         dict.fromkeys(
             m.domain
@@ -48,9 +54,13 @@ def match_stage(work: Work) -> Work | Decision:
             if m.domain not in rules.free_mail_domains and not snapshot.is_internal(m)
         )
     )
+    if work.thread is not None:
+        companies = tuple(dict.fromkeys((*companies, *work.thread.companies)))
     detail = f"{len(contacts)} contact(s), {len(companies)} compan(ies)"
     if not policy_allows:
         detail += f"; contact policy {rules.contact_policy.value}: existing contacts only"
+    elif work.automated_original is not None:
+        detail += "; automated original: existing contacts only"
     if skipped:
         detail += "; not contacts: " + ", ".join(skipped)
     return work.advance(
@@ -59,5 +69,5 @@ def match_stage(work: Work) -> Work | Decision:
         detail,
         contacts=tuple(contacts.values()),
         companies=companies,
-        create_contacts=policy_allows,
+        create_contacts=may_create,
     )

@@ -7,8 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import Ge
+
+from capture_server.authentication.results import AuthenticationResults
+from capture_server.authentication.structure import StructuralProblem
 from capture_server.pipeline.defaults import FREE_MAIL_DOMAINS, ROLE_LOCAL_PARTS
 
 
@@ -22,6 +26,7 @@ class Action(StrEnum):
     LOG = "log"
     IGNORE = "ignore"
     REJECT = "reject"
+    DEFER = "defer"  # a temporary fault: answered 4xx, the sending MTA retries
 
 
 class Reason(StrEnum):
@@ -38,8 +43,11 @@ class Reason(StrEnum):
     ATTACHMENT_TOO_LARGE = "attachment_too_large"
     DUPLICATE = "duplicate"
     AUTH_FAILED = "auth_failed"
+    AUTH_TEMPERROR = "auth_temperror"
     UNKNOWN_RECIPIENT = "unknown_recipient"
     MESSAGE_TOO_LARGE = "message_too_large"
+    REPLY_RATE_LIMITED = "reply_rate_limited"
+    HEADER_TOO_LARGE = "header_too_large"
     UNPARSEABLE = "unparseable"
 
 
@@ -140,11 +148,48 @@ class CaptureTarget:
     kind: Kind
 
 
+class AuthMode(StrEnum):
+    OFF = "off"  # no DNS, nothing checked
+    REPORT = "report"  # checked and recorded, never blocks
+    ENFORCE = "enforce"  # From's domain must pass aligned SPF or DKIM, else 550 5.7.26
+
+
+@dataclass(frozen=True)
+class AuthEvidence:
+    """Sender-authentication evidence, gathered at the edge (DNS) before the pipeline runs."""
+
+    results: AuthenticationResults | None  # None: no answer within the time budget
+    structure: tuple[StructuralProblem, ...]
+
+
+@dataclass(frozen=True)
+class AuthReport:
+    """What the authenticate stage concluded: recorded on the capture event and in dry-run."""
+
+    mode: AuthMode
+    outcome: str  # pass | fail | tempfail | skipped
+    detail: str
+    evidence: AuthEvidence | None
+
+    def as_dict(self) -> dict[str, Any]:
+        evidence = self.evidence
+        results = evidence.results if evidence else None
+        problems = evidence.structure if evidence else ()
+        return {
+            "mode": self.mode.value,
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "results": results.as_dict() if results else None,
+            "structure": [{"code": p.code, "detail": p.detail} for p in problems],
+        }
+
+
 @dataclass(frozen=True)
 class CapturedMessage:
     envelope: Envelope
     target: CaptureTarget
     raw: bytes = field(repr=False)
+    auth: AuthEvidence | None = None  # None: not gathered (the account's auth_mode is off)
 
 
 class AddressKind(StrEnum):
@@ -190,6 +235,30 @@ class AccountRules:
     max_deals: int = 5
     max_body_bytes: int = 2 * 1024 * 1024
     max_attachment_bytes: int = 50 * 1024 * 1024
+    # report, not enforce: a fresh install (or a test) may have no DNS, or mail may come
+    # through a relay whose IP fails SPF; enforcing then would refuse every rep's mail.
+    # report records what enforce would do, so an admin can check `events` and switch.
+    auth_mode: AuthMode = AuthMode.REPORT
+    max_header_bytes: int = 102400
+    max_mime_depth: int = 100
+    # Reply capture: a "Re: <logged subject>" within this many days joins the thread when no
+    # In-Reply-To/References matched (0: off, the default; subjects are easily reused).
+    reply_subject_days: Annotated[int, Ge(0)] = 0
+    # At most this many replies logged per external sender, per thread, per hour (0: no limit).
+    reply_rate_limit: Annotated[int, Ge(0)] = 10
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    """A logged thread, read before the pipeline for reply capture."""
+
+    thread_id: str
+    owner_user_id: int  # owner of the thread's first engagement
+    last_at: datetime | None = None  # newest email of the thread (the subject-match window)
+    contacts: tuple[str, ...] = ()  # primary addresses of its contacts
+    companies: tuple[str, ...] = ()  # domains of its companies
+    deals: tuple[int, ...] = ()
+    recent_replies: int = 0  # replies logged from this message's sender in the last hour
 
 
 @dataclass(frozen=True)
@@ -206,6 +275,8 @@ class AccountSnapshot:
     tombstones: frozenset[str] = frozenset()
     rules: AccountRules = AccountRules()
     known_threads: Mapping[str, str] = field(default_factory=dict)  # message-id → thread id
+    threads: Mapping[str, ThreadInfo] = field(default_factory=dict)  # reply address only
+    subject_threads: tuple[str, ...] = ()  # threads with this reply's subject, newest first
 
     def is_internal(self, mailbox: Mailbox) -> bool:
         domain = mailbox.domain
@@ -240,6 +311,9 @@ class EngagementDraft:
     thread_id: str
     create_contacts: bool = True
     max_deals: int = 5
+    deals: tuple[int, ...] = ()  # the thread's deals, besides the contacts' open ones
+    thread_message_ids: tuple[str, ...] = ()  # every Message-ID that leads to this thread
+    subject_hash: str | None = None  # of the normalised subject, for the subject fallback
 
     def as_dict(self) -> dict[str, Any]:
         """Engagement JSON of DESIGN.md section 4, without the store's id and deals."""
@@ -258,7 +332,7 @@ class EngagementDraft:
             "attachments": [attachment.as_dict() for attachment in email.attachments],
             "contacts": [mailbox.key for mailbox in self.contacts],
             "companies": list(self.companies),
-            "deals": [],
+            "deals": list(self.deals),
             "thread_id": self.thread_id,
             "note": self.note,
         }
@@ -271,6 +345,7 @@ class Decision:
     trace: tuple[TraceEntry, ...]
     draft: EngagementDraft | None = None
     warnings: tuple[str, ...] = ()
+    authentication: AuthReport | None = None  # None: decided before the authenticate stage
 
 
 @dataclass(frozen=True)
@@ -287,8 +362,12 @@ class Work:
     contacts: tuple[Mailbox, ...] = ()
     companies: tuple[str, ...] = ()
     create_contacts: bool = True  # False: associate existing contacts only
+    automated_original: str | None = None  # forward of machine mail: why (no contacts created)
+    thread: ThreadInfo | None = None  # the logged thread a reply belongs to
     warnings: tuple[str, ...] = ()
     trace: tuple[TraceEntry, ...] = ()
+    auth: AuthReport | None = None
+    auth_from: Mailbox | None = None  # From as authentication read it; attribution uses it
 
     def advance(self, stage: str, outcome: str, detail: str, **changes: Any) -> Work:
         entry = TraceEntry(stage, outcome, detail)
@@ -304,4 +383,4 @@ class Work:
     ) -> Decision:
         outcome = "pass" if action is Action.LOG else action.value
         trace = (*self.trace, TraceEntry(stage, outcome, detail))
-        return Decision(action, reason, trace, draft, self.warnings)
+        return Decision(action, reason, trace, draft, self.warnings, self.auth)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from email import policy
@@ -38,11 +39,37 @@ RULE_HEADERS = (
     "sender",
     "reply-to",
     "x-capture-private",
+    # The original envelope recipient, added by the rep's MTA (reply-owner attribution).
+    "x-original-to",
+    "delivered-to",
+    "x-envelope-to",
+    "envelope-to",
 )
 MAX_HEADER_VALUE = 4096
+# Linear-time: a literal prefix and a bounded class, no backtracking.
+_MULTIPART = re.compile(rb"content-type:[ \t\r\n]{0,20}multipart/", re.IGNORECASE)
 
 
 def parse_stage(work: Work) -> Work | Decision:
+    rules = work.snapshot.rules
+    raw = work.message.raw
+    header_bytes = header_section_size(raw)
+    if header_bytes > rules.max_header_bytes:
+        return work.decide(
+            STAGE,
+            Action.REJECT,
+            Reason.HEADER_TOO_LARGE,
+            f"header section of {header_bytes} bytes is over {rules.max_header_bytes}",
+        )
+    containers = len(_MULTIPART.findall(raw))
+    if containers > rules.max_mime_depth:
+        # Checked before parsing: the standard library parser recurses once per level.
+        return work.decide(
+            STAGE,
+            Action.IGNORE,
+            Reason.UNPARSEABLE,
+            f"{containers} multipart containers, more than {rules.max_mime_depth}",
+        )
     try:
         parsed = parse_message(work.message.raw)
     except (RecursionError, MemoryError) as error:
@@ -94,6 +121,20 @@ def parsed_from(message: EmailMessage) -> ParsedMessage:
     )
 
 
+def header_section_size(raw: bytes) -> int:
+    """Bytes before the first empty line (the whole message when there is none)."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    return min(ends) if ends else len(raw)
+
+
+def clean_text(value: str) -> str:
+    """Text any database stores: raw 8-bit header bytes read as UTF-8 where they are, and no NUL
+    (PostgreSQL refuses it; a message must never fail to store over one byte)."""
+    if value.isascii():
+        return value.replace("\x00", "")
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "")
+
+
 def message_ids(value: str | None) -> Iterator[str]:
     """The <id@host> tokens of a Message-ID, In-Reply-To or References value, in order."""
     if not value:
@@ -106,7 +147,7 @@ def message_ids(value: str | None) -> Iterator[str]:
 def mailboxes_of(addresses: Iterable[Address]) -> Iterator[Mailbox]:
     for address in addresses:
         if address.username and address.domain:
-            yield Mailbox(address.addr_spec, address.display_name or None)
+            yield Mailbox(clean_text(address.addr_spec), clean_text(address.display_name) or None)
 
 
 def _mailboxes(message: Message, name: str, defects: list[str]) -> list[Mailbox]:
@@ -122,7 +163,7 @@ def _mailboxes(message: Message, name: str, defects: list[str]) -> list[Mailbox]
 def _safe_values(message: Message, name: str, defects: list[str]) -> Iterator[str]:
     try:
         for value in message.get_all(name, []):
-            yield str(value)[:MAX_HEADER_VALUE]
+            yield clean_text(str(value)[:MAX_HEADER_VALUE])
     except Exception as error:
         defects.append(f"{name}: {type(error).__name__}")
 
@@ -160,8 +201,8 @@ def _body(message: EmailMessage, defects: list[str]) -> tuple[str, int, bool]:
     text = _decoded_text(part, defects)
     size = len(text.encode("utf-8", "surrogatepass"))
     if part.get_content_subtype() == "html":
-        return html_to_text(text).strip(), size, True
-    return text.strip(), size, False
+        return clean_text(html_to_text(text)).strip(), size, True
+    return clean_text(text).strip(), size, False
 
 
 def _decoded_text(part: Message, defects: list[str]) -> str:
@@ -206,7 +247,7 @@ def _attachments(message: EmailMessage, defects: list[str]) -> tuple[list[Attach
             content = decoded if isinstance(decoded, bytes) else b""
         attachments.append(
             Attachment(
-                filename=part.get_filename(),
+                filename=clean_text(part.get_filename() or "") or None,
                 content_type=content_type,
                 size=len(content),
                 sha256=hashlib.sha256(content).hexdigest(),

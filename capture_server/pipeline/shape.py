@@ -15,6 +15,7 @@ from capture_server.pipeline.message import (
     SharingLevel,
     Work,
 )
+from capture_server.pipeline.thread import subject_hash
 
 STAGE = "shape"
 
@@ -29,7 +30,7 @@ def shape_stage(work: Work) -> Work | Decision:
     email = dataclasses.replace(work.email, attachments=kept)
     # Identity comes from the email as sent, before the sharing level hides anything.
     digest = content_hash(email)
-    thread_id = _thread_id(work, email)
+    thread_id = work.thread.thread_id if work.thread else _thread_id(work, email)
     shared = _apply_sharing(email, owner.sharing)
     draft = EngagementDraft(
         kind=work.message.target.kind,
@@ -46,6 +47,9 @@ def shape_stage(work: Work) -> Work | Decision:
         thread_id=thread_id,
         create_contacts=work.create_contacts,
         max_deals=snapshot.rules.max_deals,
+        deals=work.thread.deals if work.thread else (),
+        thread_message_ids=_thread_message_ids(work, email),
+        subject_hash=subject_hash(email.subject),
     )
     detail = f"engagement for {owner.email}, sharing {owner.sharing.value}"
     if dropped:
@@ -67,6 +71,15 @@ def _thread_id(work: Work, email: Email) -> str:
         if message_id and message_id.lower() in known:
             return known[message_id.lower()]
     return thread_root_key(email)
+
+
+def _thread_message_ids(work: Work, email: Email) -> tuple[str, ...]:
+    """Ids a later reply may name: the email's own and, for a forward, the forwarding one's."""
+    outer = work.parsed.email if work.parsed else email
+    ids: list[str] = []
+    for known in (email, outer):
+        ids += [m for m in (known.message_id, known.in_reply_to, *known.references) if m]
+    return tuple(dict.fromkeys(m.lower() for m in ids))
 
 
 def _apply_sharing(email: Email, level: SharingLevel) -> Email:

@@ -14,6 +14,8 @@ from capture_server.forwarding import (
     strip_forward_prefixes,
 )
 from capture_server.pipeline.attribute import resolve_user
+from capture_server.pipeline.automated import automated_subject
+from capture_server.pipeline.filter import automated_reason
 from capture_server.pipeline.message import (
     Action,
     Decision,
@@ -37,10 +39,14 @@ def unwrap_stage(work: Work) -> Work | Decision:
         return work.advance(STAGE, "skip", f"{work.message.target.kind.value} address: as sent")
     outer = work.parsed
     attached = _innermost_attached(outer)
+    automated: str | None = None
     if attached is not None:
-        original, depth = attached
+        inner, depth = attached
+        original = inner.email
         note = outer.email.body_text or None
         how = f"message/rfc822 attachment (depth {depth})"
+        # The original keeps its headers: list, bulk and auto-reply mail make no contacts.
+        automated = automated_reason(inner, None)
     else:
         block = parse_forwarded(outer.email.body_text, outer.email.subject)
         if block is None:
@@ -52,6 +58,8 @@ def unwrap_stage(work: Work) -> Work | Decision:
             )
         original = _email_from_block(block, outer)
         note = block.note
+        phrase = automated_subject(original.subject)
+        automated = f"subject of an auto-reply or bounce ({phrase!r})" if phrase else None
         how = (
             f"inline block ({block.client}, confidence {block.confidence:.2f}, depth {block.depth})"
         )
@@ -63,19 +71,36 @@ def unwrap_stage(work: Work) -> Work | Decision:
     sender_is_user = resolve_user(work.snapshot, original.sender.address)[0] is not None
     direction = Direction.OUTGOING if sender_is_user else Direction.INCOMING
     detail = f"{how}: original from {original.sender.key}"
-    return work.advance(STAGE, "pass", detail, email=original, note=note, direction=direction)
+    if automated:
+        detail += f"; original is automated: {automated}"
+    return work.advance(
+        STAGE,
+        "pass",
+        detail,
+        email=original,
+        note=note,
+        direction=direction,
+        automated_original=automated,
+    )
 
 
-def _innermost_attached(outer: ParsedMessage) -> tuple[Email, int] | None:
-    """Follow attached messages down to the innermost one that carries no further forward."""
+def _innermost_attached(outer: ParsedMessage) -> tuple[ParsedMessage, int] | None:
+    """Follow attached messages down to the innermost one that carries no further forward.
+
+    A forwarded bounce or report is the original itself, not a wrapper of the mail it quotes.
+    """
     current = outer
     depth = 0
-    while current.forwarded_parts and depth < MAX_ATTACHED_DEPTH:
+    while (
+        current.forwarded_parts
+        and depth < MAX_ATTACHED_DEPTH
+        and not (depth and current.content_type == "multipart/report")
+    ):
         message = BytesParser(policy=policy.default).parsebytes(current.forwarded_parts[0])
         assert isinstance(message, EmailMessage)
         current = parsed_from(message)
         depth += 1
-    return (current.email, depth) if depth else None
+    return (current, depth) if depth else None
 
 
 def _aware(when: datetime | None) -> datetime | None:

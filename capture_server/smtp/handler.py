@@ -8,8 +8,10 @@ from typing import Any
 
 from capture_server.capture import CaptureService
 from capture_server.logging import get_logger
-from capture_server.pipeline.message import CaptureTarget, Envelope
+from capture_server.pipeline.message import AuthEvidence, CaptureTarget, Envelope
+from capture_server.pipeline.parse import clean_text
 from capture_server.smtp import replies
+from capture_server.smtp.notify import Notifier
 from capture_server.store.repositories import StoreUnavailable
 
 log = get_logger("smtp")
@@ -27,6 +29,14 @@ class InFlight:
         return len(self.sessions)
 
 
+def client_ip(session: Any) -> str:
+    """The real client: from a load balancer's PROXY header when there was one."""
+    proxy = getattr(session, "proxy_data", None)
+    if proxy is not None and getattr(proxy, "src_addr", None):
+        return str(proxy.src_addr)
+    return str(session.peer[0]) if session.peer else ""
+
+
 def _connected(server: Any) -> bool:
     transport = getattr(server, "transport", None)
     return transport is not None and not transport.is_closing()
@@ -34,11 +44,16 @@ def _connected(server: Any) -> bool:
 
 class CaptureHandler:
     def __init__(
-        self, service: CaptureService, protocol: str, in_flight: InFlight | None = None
+        self,
+        service: CaptureService,
+        protocol: str,
+        in_flight: InFlight | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.service = service
         self.protocol = protocol
         self.in_flight = in_flight or InFlight()
+        self.notifier = notifier or Notifier(service.store, service.settings)
         self.capture_domain = service.settings.capture_domain
         self.max_recipients = service.settings.max_recipients
 
@@ -57,7 +72,8 @@ class CaptureHandler:
     ) -> str:
         if self.in_flight.draining:
             return replies.SHUTTING_DOWN
-        if len(envelope.rcpt_tos) >= self.max_recipients:
+        accepted = getattr(envelope, "rcpt_count", 0)
+        if accepted >= self.max_recipients:
             return replies.TOO_MANY_RECIPIENTS
         domain = address.rpartition("@")[2].lower().rstrip(".")
         if domain != self.capture_domain:
@@ -69,6 +85,10 @@ class CaptureHandler:
             return replies.TEMPORARY_FAILURE
         if target is None:
             return replies.unknown_recipient(address)
+        envelope.rcpt_count = accepted + 1
+        if self.protocol == "smtp" and address.lower() in map(str.lower, envelope.rcpt_tos):
+            # One capture per address however often it is named (LMTP owes a reply for each).
+            return replies.RCPT_OK
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         envelope.capture_targets.append(target)
@@ -81,25 +101,50 @@ class CaptureHandler:
             targets: list[CaptureTarget] = envelope.capture_targets
             received_at = datetime.now(UTC)
             answers = []
-            for rcpt, target in zip(envelope.rcpt_tos, targets, strict=True):
+            evidence: dict[int, AuthEvidence | None] | None = {}
+            for index, (rcpt, target) in enumerate(zip(envelope.rcpt_tos, targets, strict=True)):
                 message_envelope = Envelope(
-                    mail_from=envelope.mail_from or "",
+                    mail_from=clean_text(envelope.mail_from or ""),
                     rcpt=rcpt,
                     protocol=self.protocol,
                     received_at=received_at,
-                    client_ip=str(session.peer[0]) if session.peer else "",
+                    client_ip=client_ip(session),
                     helo=session.host_name or "",
                 )
-                answers.append(await self._capture_one(raw, message_envelope, target))
+                if index == 0:  # one sender-authentication check whatever the recipients
+                    evidence = await self._evidence(raw, message_envelope, targets)
+                if evidence is None:
+                    answers.append(replies.TEMPORARY_FAILURE)
+                    continue
+                answers.append(
+                    await self._capture_one(
+                        raw, message_envelope, target, evidence.get(target.account_id)
+                    )
+                )
         finally:
             self.in_flight.sessions.discard(server)
         if self.protocol == "lmtp":
             return "\r\n".join(answers)  # LMTP: one reply per accepted recipient, in order
         return replies.combine(answers)
 
-    async def _capture_one(self, raw: bytes, envelope: Envelope, target: CaptureTarget) -> str:
+    async def _evidence(
+        self, raw: bytes, envelope: Envelope, targets: list[CaptureTarget]
+    ) -> dict[int, AuthEvidence | None] | None:
+        """Evidence per account; None when the accounts' settings could not be read (→ 451)."""
         try:
-            outcome = await asyncio.to_thread(self.service.capture, raw, envelope, target)
+            account_ids = [target.account_id for target in targets]
+            return await self.service.gather_evidence(raw, envelope, account_ids)
+        except Exception as error:
+            log.warning("authentication_unavailable", error=type(error).__name__, exc_info=True)
+            return None
+
+    async def _capture_one(
+        self, raw: bytes, envelope: Envelope, target: CaptureTarget, evidence: AuthEvidence | None
+    ) -> str:
+        try:
+            outcome = await asyncio.to_thread(
+                self.service.capture, raw, envelope, target, evidence=evidence
+            )
         except StoreUnavailable as error:
             log.warning("store_unavailable", during="DATA", error=str(error)[:200])
             return replies.TEMPORARY_FAILURE
@@ -107,7 +152,15 @@ class CaptureHandler:
             # Not even the quarantine took it (disk full?): the client must keep the message.
             log.error("capture_failed", account=target.account_slug, exc_info=True)
             return replies.INTERNAL_ERROR
+        self.notifier.after_capture(raw, envelope, target, outcome)  # background, after commit
         return outcome.reply
+
+    async def handle_PROXY(self, server: Any, session: Any, envelope: Any, proxy: Any) -> bool:
+        # Reached only for configured load balancers (see smtp/server.py).
+        valid = bool(proxy and proxy.valid and proxy.src_addr)
+        if not valid:
+            log.warning("proxy_header_invalid", peer=str(session.peer))
+        return valid
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd's default would send the exception text to the client.

@@ -11,6 +11,10 @@ DNS_TEMPORARY_FAILURE = "451 4.4.3 Temporary DNS failure checking the sender, tr
 INTERNAL_ERROR = "451 4.3.0 Internal error, please try again later"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+HEADER_TOO_BIG = "552 5.3.4 Message header section exceeds the size limit"
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+TOO_MANY_CONNECTIONS_FROM_YOU = "421 4.7.0 Too many connections from your address, try later"
+TOO_MANY_ERRORS = "421 4.7.0 Too many errors, closing connection"
 LINE_TOO_LONG = "500 5.5.2 Line too long"
 
 # aiosmtpd's own replies that carry no enhanced status code → ours.
@@ -24,6 +28,7 @@ _REJECTS = {
     Reason.SENDER_NOT_USER: "550 5.7.1 Sender is not a user of this account, message not logged",
     Reason.AUTH_FAILED: "550 5.7.26 Sender authentication failed, message not logged",
     Reason.MESSAGE_TOO_LARGE: MESSAGE_TOO_BIG,
+    Reason.HEADER_TOO_LARGE: HEADER_TOO_BIG,
 }
 
 
@@ -47,6 +52,11 @@ def quarantined(quarantine_id: str) -> str:
 
 
 def for_decision(decision: Decision, engagement_id: str | None, event_id: str) -> str:
+    if decision.action is Action.DEFER:
+        # Never 250: the message is not acknowledged and the sending MTA keeps it.
+        if decision.reason is Reason.AUTH_TEMPERROR:
+            return DNS_TEMPORARY_FAILURE
+        return TEMPORARY_FAILURE
     if decision.action is Action.REJECT:
         return _REJECTS.get(decision.reason, f"550 5.7.1 Not accepted: {decision.reason.value}")
     if decision.reason is Reason.DUPLICATE:

@@ -1,24 +1,115 @@
-"""aiosmtpd protocol classes whose every reply goes through replies.translate."""
+"""aiosmtpd protocol classes with the daemon's limits; every reply goes through replies."""
 
 from __future__ import annotations
 
-from typing import AnyStr
+import ipaddress
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, AnyStr
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
+from capture_server.config import Settings
+from capture_server.logging import get_logger
 from capture_server.smtp import replies
 
+log = get_logger("smtp")
+_JUNK_COMMANDS = ("NOOP", "RSET", "VRFY", "EXPN", "HELP")
 
-class CaptureSMTP(SMTP):
+
+@dataclass
+class SessionGuard:
+    """Connection counts shared by every session of the daemon (one event loop: no locks)."""
+
+    settings: Settings
+    open_total: int = 0
+    open_by_ip: Counter[str] = field(default_factory=Counter)
+
+    def admit(self, ip: str) -> str | None:
+        """None when the client may connect; else the 421 reply to close with."""
+        if self.open_total >= self.settings.max_connections:
+            return replies.TOO_MANY_CONNECTIONS
+        if self.open_by_ip[ip] >= self.settings.max_connections_per_ip and not self.is_proxy(ip):
+            return replies.TOO_MANY_CONNECTIONS_FROM_YOU
+        self.open_total += 1
+        self.open_by_ip[ip] += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.open_total -= 1
+        self.open_by_ip[ip] -= 1
+        if self.open_by_ip[ip] <= 0:
+            del self.open_by_ip[ip]
+
+    def is_proxy(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(
+            address in ipaddress.ip_network(network, strict=False)
+            for network in self.settings.proxy_protocol_from
+        )
+
+    def call_limits(self) -> dict[str, int]:
+        limits = {"*": 1_000_000, "RCPT": 1_000_000}
+        limits.update(dict.fromkeys(_JUNK_COMMANDS, self.settings.junk_command_limit))
+        return limits
+
+
+class _Guarded:
+    """Limits every session shares: connections, hard errors, junk commands, line length."""
+
+    transport: Any
+    session: Any
+    _proxy_timeout: float | None
+
+    def __init__(self, handler: Any, *, guard: SessionGuard, **kwargs: Any) -> None:
+        self.guard = guard
+        self.errors = 0
+        self.admitted_ip: str | None = None
+        # aiosmtpd sizes its stream buffer from this class attribute in __init__.
+        self.line_length_limit = guard.settings.max_line_length
+        super().__init__(handler, command_call_limit=guard.call_limits(), **kwargs)  # type: ignore[call-arg]
+
+    def connection_made(self, transport: Any) -> None:
+        if self.admitted_ip is None and getattr(self, "_original_transport", None) is None:
+            peer = transport.get_extra_info("peername") or ("", 0)
+            ip = str(peer[0])
+            refusal = self.guard.admit(ip)
+            if refusal is not None:
+                log.warning("connection_refused", client_ip=ip, reply=refusal)
+                transport.write(refusal.encode("ascii") + b"\r\n")
+                transport.close()
+                return
+            self.admitted_ip = ip
+            if not self.guard.is_proxy(ip):
+                # A PROXY header is honoured from configured load balancers only.
+                self._proxy_timeout = None
+        super().connection_made(transport)  # type: ignore[misc]
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.admitted_ip is None:
+            return  # refused before aiosmtpd set anything up
+        self.guard.release(self.admitted_ip)
+        self.admitted_ip = None
+        super().connection_lost(error)  # type: ignore[misc]
+
     async def push(self, status: AnyStr) -> None:
-        if isinstance(status, str):
-            status = replies.translate(status)
-        await super().push(status)
+        reply: str | bytes = replies.translate(status) if isinstance(status, str) else status
+        if isinstance(reply, str) and reply[:1] == "5":
+            self.errors += 1
+        await super().push(reply)  # type: ignore[misc]
+        if self.errors >= self.guard.settings.hard_error_limit and self.transport is not None:
+            log.warning("hard_error_limit", client_ip=self.admitted_ip, errors=self.errors)
+            await super().push(replies.TOO_MANY_ERRORS)  # type: ignore[misc]
+            self.transport.close()
 
 
-class CaptureLMTP(LMTP):
-    async def push(self, status: AnyStr) -> None:
-        if isinstance(status, str):
-            status = replies.translate(status)
-        await super().push(status)
+class CaptureSMTP(_Guarded, SMTP):
+    pass
+
+
+class CaptureLMTP(_Guarded, LMTP):
+    pass

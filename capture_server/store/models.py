@@ -193,6 +193,7 @@ class Engagement(SQLModel, table=True):
         UniqueConstraint("account_id", "dedupe_key"),
         Index("ix_engagement_account_thread", "account_id", "thread_id"),
         Index("ix_engagement_account_message_id", "account_id", "message_id"),
+        Index("ix_engagement_account_subject_hash", "account_id", "subject_hash"),
     )
     id: str = Field(primary_key=True)
     account_id: int = Field(foreign_key="account.id")
@@ -213,6 +214,19 @@ class Engagement(SQLModel, table=True):
     thread_id: str
     sharing: str = "everything"
     created_at: datetime = _when(default_factory=utcnow)
+    subject_hash: str | None = None  # of the normalised subject: the reply subject fallback
+
+
+class ThreadMessage(SQLModel, table=True):
+    """Every Message-ID a logged engagement knows (its own, References, a forward's own) →
+    the thread, so reply capture finds a reply to any of them. First writer wins."""
+
+    __tablename__ = "thread_message"
+    __table_args__ = (PrimaryKeyConstraint("account_id", "message_id"),)
+    account_id: int = Field(foreign_key="account.id")
+    message_id: str  # lower-case
+    thread_id: str
+    engagement_id: str  # no foreign key: purging an engagement must not trip on it
 
 
 class Participant(SQLModel, table=True):
@@ -281,3 +295,21 @@ class CaptureEvent(SQLModel, table=True):
     engagement_id: str | None = None
     trace_json: str = Field(default="[]", sa_type=Text)
     warnings_json: str = Field(default="[]", sa_type=Text)
+    # AuthReport.as_dict(): mode, outcome, and the Authentication-Results structure.
+    authentication_json: str | None = Field(default=None, sa_type=Text, nullable=True)
+
+
+class NoticeSent(SQLModel, table=True):
+    """One notice per message, and the per-rep rate limit, durable across restarts and nodes."""
+
+    __tablename__ = "notice_sent"
+    __table_args__ = (
+        UniqueConstraint("account_id", "message_key"),
+        Index("ix_notice_sent_user_sent", "user_id", "sent_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id")
+    user_id: int = Field(foreign_key="app_user.id")
+    message_key: str
+    reason: str
+    sent_at: datetime = _when(default_factory=utcnow)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func
@@ -32,9 +33,11 @@ from capture_server.pipeline.message import (
     Mailbox,
     Reason,
     SharingLevel,
+    ThreadInfo,
     UserAddress,
     UserInfo,
 )
+from capture_server.pipeline.thread import ThreadLookup
 from capture_server.store.db import writing
 from capture_server.store.models import (
     Account,
@@ -55,6 +58,7 @@ from capture_server.store.models import (
     NeverLog,
     Participant,
     ServerState,
+    ThreadMessage,
     Tombstone,
     User,
     utcnow,
@@ -62,6 +66,9 @@ from capture_server.store.models import (
 from capture_server.store.models import (
     UserAddress as UserAddressRow,
 )
+
+MAX_THREADS = 20  # threads one message may name that are read for reply capture
+MAX_THREAD_IDS = 100  # Message-IDs one engagement notes for its thread
 
 
 class StoreError(Exception):
@@ -303,6 +310,14 @@ class Store:
             assert account.id is not None
             return CaptureTarget(account.id, account.slug, Kind(capture.kind))
 
+    def account_rules(self, account_id: int, defaults: AccountRules) -> AccountRules:
+        """One account's rules alone: read before the pipeline, e.g. to know its auth_mode."""
+        with self._read() as session:
+            account = session.get(Account, account_id)
+            if account is None:
+                raise StoreError(f"account {account_id} no longer exists")
+            return rules_from_json(account.settings_json, defaults)
+
     def account_id(self, slug: str) -> int:
         with self._read() as session:
             account = self._account(session, slug)
@@ -310,9 +325,17 @@ class Store:
             return account.id
 
     def snapshot(
-        self, account_id: int, message_ids: Iterable[str] = (), defaults: AccountRules | None = None
+        self,
+        account_id: int,
+        message_ids: Iterable[str] = (),
+        defaults: AccountRules | None = None,
+        lookup: ThreadLookup | None = None,
     ) -> AccountSnapshot:
-        """Everything the rules need about one account, and the threads these ids belong to."""
+        """Everything the rules need about one account, and the threads these ids belong to.
+
+        With a lookup (the reply address), also the threads themselves: owner, contacts,
+        companies, deals, recent replies of the sender, and threads matching the subject.
+        """
         with self._read() as session:
             account = session.get(Account, account_id)
             if account is None:
@@ -343,6 +366,16 @@ class Store:
                 )
             )
             known_threads = self._threads_of(session, account_id, message_ids)
+            rules = rules_from_json(account.settings_json, defaults or AccountRules())
+            threads: dict[str, ThreadInfo] = {}
+            subject_threads: tuple[str, ...] = ()
+            if lookup is not None:
+                if lookup.subject_hash and rules.reply_subject_days > 0:
+                    subject_threads = self._threads_by_subject(
+                        session, account_id, lookup.subject_hash
+                    )
+                wanted = [*dict.fromkeys(known_threads.values()), *subject_threads]
+                threads = self._thread_infos(session, account_id, wanted, lookup.sender)
         return AccountSnapshot(
             account_id=account_id,
             slug=account.slug,
@@ -352,8 +385,10 @@ class Store:
             fallback_owner_id=account.fallback_owner_id,
             never_log=never_log,
             tombstones=tombstones,
-            rules=rules_from_json(account.settings_json, defaults or AccountRules()),
+            rules=rules,
             known_threads=known_threads,
+            threads=threads,
+            subject_threads=subject_threads,
         )
 
     def _threads_of(
@@ -368,7 +403,102 @@ class Store:
                 func.lower(Engagement.message_id).in_(wanted),
             )
         )
-        return {message_id.lower(): thread for message_id, thread in rows if message_id}
+        found = {message_id.lower(): thread for message_id, thread in rows if message_id}
+        # Ids a logged email referred to, or a logged forward carried (see ThreadMessage).
+        for message_id, thread in session.exec(
+            select(ThreadMessage.message_id, ThreadMessage.thread_id).where(
+                ThreadMessage.account_id == account_id,
+                col(ThreadMessage.message_id).in_(wanted),
+            )
+        ):
+            found.setdefault(message_id, thread)
+        return found
+
+    def _threads_by_subject(
+        self, session: Session, account_id: int, digest: str
+    ) -> tuple[str, ...]:
+        newest = func.max(Engagement.created_at)
+        rows = session.exec(
+            select(Engagement.thread_id, newest)
+            .where(Engagement.account_id == account_id, Engagement.subject_hash == digest)
+            .group_by(col(Engagement.thread_id))
+            .order_by(newest.desc())
+            .limit(MAX_THREADS)
+        )
+        return tuple(thread for thread, _ in rows)
+
+    def _thread_infos(
+        self, session: Session, account_id: int, thread_ids: list[str], sender: str | None
+    ) -> dict[str, ThreadInfo]:
+        """What reply capture needs of each thread; a thread with no engagement left is absent."""
+        wanted = list(dict.fromkeys(thread_ids))[:MAX_THREADS]
+        if not wanted:
+            return {}
+        in_threads = (Engagement.account_id == account_id, col(Engagement.thread_id).in_(wanted))
+        owners: dict[str, int] = {}
+        last: dict[str, datetime] = {}
+        for thread, owner, occurred, created in session.exec(
+            select(Engagement.thread_id, Engagement.owner_user_id, Engagement.occurred_at,
+                   Engagement.created_at)
+            .where(*in_threads)
+            .order_by(col(Engagement.created_at), col(Engagement.id))
+        ):  # fmt: skip
+            owners.setdefault(thread, owner)  # the first engagement's owner owns the thread
+            when = occurred or created
+            last[thread] = max(last.get(thread, when), when)
+        contacts: dict[str, list[str]] = {}
+        for thread, address in session.exec(
+            select(Engagement.thread_id, Contact.primary_address)
+            .join(EngagementContact, col(EngagementContact.engagement_id) == Engagement.id)
+            .join(Contact, col(Contact.id) == EngagementContact.contact_id)
+            .where(*in_threads, col(Contact.deleted_at).is_(None))
+            .order_by(col(Contact.id))
+        ):
+            contacts.setdefault(thread, []).append(address)
+        companies: dict[str, list[str]] = {}
+        for thread, domain in session.exec(
+            select(Engagement.thread_id, Company.domain)
+            .join(EngagementCompany, col(EngagementCompany.engagement_id) == Engagement.id)
+            .join(Company, col(Company.id) == EngagementCompany.company_id)
+            .where(*in_threads)
+            .order_by(col(Company.id))
+        ):
+            companies.setdefault(thread, []).append(domain)
+        deals: dict[str, list[int]] = {}
+        for thread, deal_id in session.exec(
+            select(Engagement.thread_id, EngagementDeal.deal_id)
+            .join(EngagementDeal, col(EngagementDeal.engagement_id) == Engagement.id)
+            .where(*in_threads)
+            .order_by(col(EngagementDeal.deal_id))
+        ):
+            deals.setdefault(thread, []).append(deal_id)
+        recent: dict[str, int] = {}
+        if sender:
+            since = utcnow() - timedelta(hours=1)
+            recent = dict(
+                session.exec(
+                    select(Engagement.thread_id, func.count())
+                    .where(
+                        *in_threads,
+                        Engagement.kind == Kind.REPLY.value,
+                        func.lower(Engagement.from_address) == sender.lower(),
+                        col(Engagement.created_at) >= since,
+                    )
+                    .group_by(col(Engagement.thread_id))
+                ).all()
+            )
+        return {
+            thread: ThreadInfo(
+                thread_id=thread,
+                owner_user_id=owner,
+                last_at=last.get(thread),
+                contacts=tuple(dict.fromkeys(contacts.get(thread, []))),
+                companies=tuple(dict.fromkeys(companies.get(thread, []))),
+                deals=tuple(dict.fromkeys(deals.get(thread, []))),
+                recent_replies=recent.get(thread, 0),
+            )
+            for thread, owner in owners.items()
+        }
 
     def record(
         self,
@@ -387,7 +517,7 @@ class Store:
                 if not is_new:
                     decision = Decision(
                         Action.IGNORE, Reason.DUPLICATE, decision.trace, decision.draft,
-                        decision.warnings,
+                        decision.warnings, decision.authentication,
                     )  # fmt: skip
             email = decision.draft.email if decision.draft else None
             session.add(
@@ -407,6 +537,11 @@ class Store:
                     engagement_id=engagement_id,
                     trace_json=json.dumps([t.as_dict() for t in decision.trace]),
                     warnings_json=json.dumps(list(decision.warnings)),
+                    authentication_json=(
+                        json.dumps(decision.authentication.as_dict())
+                        if decision.authentication
+                        else None
+                    ),
                 )
             )
         return RecordResult(event_id, engagement_id, decision)
@@ -433,10 +568,24 @@ class Store:
             ).one()
             if existing.id == candidate:
                 self._link(session, account_id, candidate, draft)
+                self._note_thread_ids(session, account_id, existing, draft)
                 return candidate, True
             if existing.content_hash == draft.content_hash:
+                # Another route to the same email may carry ids the first did not (a forward).
+                self._note_thread_ids(session, account_id, existing, draft)
                 return existing.id, False
         return existing.id, False
+
+    def _note_thread_ids(self, session: Session, account_id: int, engagement: Engagement,
+                         draft: EngagementDraft) -> None:  # fmt: skip
+        for message_id in draft.thread_message_ids[:MAX_THREAD_IDS]:
+            _insert_ignore(
+                session,
+                ThreadMessage,
+                {"account_id": account_id, "message_id": message_id[:998],
+                 "thread_id": engagement.thread_id, "engagement_id": engagement.id},
+                ["account_id", "message_id"],
+            )  # fmt: skip
 
     def _link(self, session: Session, account_id: int, engagement_id: str,
               draft: EngagementDraft) -> None:  # fmt: skip
@@ -483,8 +632,20 @@ class Store:
             session.add(EngagementContact(engagement_id=engagement_id, contact_id=contact_id))
         for company_id in dict.fromkeys(company_ids.values()):
             session.add(EngagementCompany(engagement_id=engagement_id, company_id=company_id))
-        for deal_id in self._open_deals(session, contact_ids, draft.max_deals):
+        deal_ids = [*self._thread_deals(session, account_id, draft.deals),
+                    *self._open_deals(session, contact_ids, draft.max_deals)]  # fmt: skip
+        for deal_id in dict.fromkeys(deal_ids):
             session.add(EngagementDeal(engagement_id=engagement_id, deal_id=deal_id))
+
+    def _thread_deals(self, session: Session, account_id: int, deal_ids: tuple[int, ...]
+                      ) -> list[int]:  # fmt: skip
+        """The thread's deals that still exist (read before the pipeline, written now)."""
+        if not deal_ids:
+            return []
+        rows = session.exec(
+            select(Deal.id).where(Deal.account_id == account_id, col(Deal.id).in_(deal_ids))
+        ).all()
+        return [deal_id for deal_id in deal_ids if deal_id in set(rows)]
 
     def _company_id(self, session: Session, account_id: int, domain: str) -> int:
         _insert_ignore(
@@ -606,15 +767,18 @@ class Store:
             "note": row.note,
         }
 
-    def contacts(self, slug: str) -> list[dict[str, Any]]:
+    def contacts(self, slug: str, include_deleted: bool = False) -> list[dict[str, Any]]:
+        """Soft-deleted contacts only with include_deleted (they then carry "deleted_at")."""
         with self._read() as session:
             account = self._account(session, slug)
-            rows = session.exec(
+            query = (
                 select(Contact, Company.domain)
                 .join(Company, col(Company.id) == Contact.company_id, isouter=True)
-                .where(Contact.account_id == account.id, col(Contact.deleted_at).is_(None))
-                .order_by(col(Contact.id))
-            ).all()
+                .where(Contact.account_id == account.id)
+            )
+            if not include_deleted:
+                query = query.where(col(Contact.deleted_at).is_(None))
+            rows = session.exec(query.order_by(col(Contact.id))).all()
             result = []
             for contact, company in rows:
                 extra = session.exec(
@@ -631,6 +795,9 @@ class Store:
                         "created_by": contact.created_by,
                     }
                 )
+                if include_deleted:
+                    deleted = contact.deleted_at
+                    result[-1]["deleted_at"] = deleted.isoformat() if deleted else None
             return result
 
     def events(self, slug: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -658,6 +825,9 @@ class Store:
                     "engagement_id": e.engagement_id,
                     "trace": json.loads(e.trace_json),
                     "warnings": json.loads(e.warnings_json),
+                    "authentication": (
+                        json.loads(e.authentication_json) if e.authentication_json else None
+                    ),
                 }
                 for e in rows
             ]
@@ -717,6 +887,7 @@ def _engagement_values(
         "thread_id": draft.thread_id,
         "sharing": draft.sharing.value,
         "created_at": utcnow(),
+        "subject_hash": draft.subject_hash,
     }
 
 

@@ -34,7 +34,7 @@ def test_bcc_is_logged_outgoing_with_contacts_and_companies() -> None:
     assert draft.companies == ("globex.test",)
     assert draft.dedupe_key == "mid:<proposal-q3-1@mail.acme.test>"
     assert [t.stage for t in decision.trace] == [
-        "parse", "authenticate", "attribute", "unwrap", "filter", "match", "shape"
+        "parse", "authenticate", "thread", "attribute", "unwrap", "filter", "match", "shape"
     ]  # fmt: skip
 
 

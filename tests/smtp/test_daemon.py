@@ -96,7 +96,8 @@ def test_sender_who_is_no_user_is_rejected(daemon: RunningDaemon, cli: Cli) -> N
     assert engagements(cli, account.slug) == []
     [event] = [json.loads(line) for line in cli("events", "acme", "--json").splitlines()]
     assert (event["decision"], event["reason"]) == ("reject", "sender_not_user")
-    assert [entry["stage"] for entry in event["trace"]] == ["parse", "authenticate", "attribute"]
+    stages = [entry["stage"] for entry in event["trace"]]
+    assert stages == ["parse", "authenticate", "thread", "attribute"]
 
 
 def test_ignored_message_is_accepted_and_recorded(daemon: RunningDaemon, cli: Cli) -> None:
