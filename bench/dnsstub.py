@@ -16,6 +16,13 @@ from typing import Any
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+SOA = dns.rrset.from_text(
+    "test.", 3600, dns.rdataclass.IN, dns.rdatatype.SOA, "ns.test. test. 1 7200 3600 1209600 60"
+)
 
 
 class Stub(asyncio.DatagramProtocol):
@@ -34,6 +41,9 @@ class Stub(asyncio.DatagramProtocol):
         response = dns.message.make_response(query)
         response.set_rcode(dns.rcode.NXDOMAIN)
         response.flags |= dns.flags.RA
+        # As a real zone answers: with its SOA, whose minimum (60 s) lets a client keep the
+        # NXDOMAIN for that long (RFC 2308); capture-server's DNS cache honours it.
+        response.authority.append(SOA)
         self.transport.sendto(response.to_wire(), addr)
         self.answered += 1
 

@@ -184,6 +184,12 @@ def start_capture(
         "CAPTURE_SERVER_MAX_CONNECTIONS_PER_IP": str(max(50, concurrency + 10)),
         "CAPTURE_SERVER_MAX_CONNECTIONS": str(max(500, concurrency + 10)),
         **DNS_ENV,
+        # A/B runs: CAPTURE_BENCH_SET_GROUP_COMMIT=off → CAPTURE_SERVER_GROUP_COMMIT=off
+        **{
+            "CAPTURE_SERVER_" + k.removeprefix("CAPTURE_BENCH_SET_"): v
+            for k, v in os.environ.items()
+            if k.startswith("CAPTURE_BENCH_SET_")
+        },
     }
     rcpt = setup_account(
         database_url, {k: v for k, v in env.items() if k != "CAPTURE_SERVER_DATABASE_URL"}

@@ -6,11 +6,15 @@ The SMTP handler, `ingest` and `dry-run` all come through here, so they decide a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from capture_server import metrics
+from capture_server.archive import ArchiveError, RawArchive
 from capture_server.authentication import (
     AuthenticationResults,
+    DnsCache,
     DnsConfig,
     check_structure,
     verify_message,
@@ -20,6 +24,7 @@ from capture_server.logging import get_logger
 from capture_server.pipeline import STAGES, Stage, run_pipeline
 from capture_server.pipeline.message import (
     AccountRules,
+    Action,
     AuthEvidence,
     AuthMode,
     CapturedMessage,
@@ -31,9 +36,19 @@ from capture_server.pipeline.message import (
 from capture_server.pipeline.thread import thread_lookup
 from capture_server.smtp import replies
 from capture_server.spool import Quarantine
-from capture_server.store.repositories import Store, StoreUnavailable, new_id
+from capture_server.store.repositories import RecordResult, Store, StoreUnavailable, new_id
 
 log = get_logger("capture")
+
+
+def rules_defaults(settings: Settings) -> AccountRules:
+    """The server-wide defaults every account's own settings start from."""
+    return AccountRules(
+        max_body_bytes=settings.max_body_bytes,
+        max_attachment_bytes=settings.max_attachment_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_mime_depth=settings.max_mime_depth,
+    )
 
 
 @dataclass(frozen=True)
@@ -50,23 +65,39 @@ class CaptureService:
         self.stages = tuple(stages)
         self.settings = settings
         self.quarantine = Quarantine(settings.quarantine_dir)
-        self.defaults = AccountRules(
-            max_body_bytes=settings.max_body_bytes,
-            max_attachment_bytes=settings.max_attachment_bytes,
-            max_header_bytes=settings.max_header_bytes,
-            max_mime_depth=settings.max_mime_depth,
-        )
+        self.archive = RawArchive(Path(settings.archive_dir)) if settings.archive_dir else None
+        self.defaults = rules_defaults(settings)
+        self.dns_cache = DnsCache(settings.dns_cache_seconds)
+        # The daemon may set a GroupWriter's (store/writer.py): concurrent records, one commit.
+        self.recorder: Callable[..., RecordResult] | None = None
+
+    def use_settings(self, settings: Settings) -> None:
+        """Swap in reloaded settings (SIGHUP); the quarantine and archive folders stay."""
+        self.settings = settings
+        self.defaults = rules_defaults(settings)
+        self.dns_cache = DnsCache(settings.dns_cache_seconds)  # the resolver may have changed
+
+    def archive_raw(self, raw: bytes, decision: Decision) -> str | None:
+        """Archive an accepted message before its commit; a failure is transient (451)."""
+        if self.archive is None or decision.action not in (Action.LOG, Action.IGNORE):
+            return None  # rejected and deferred mail was never acknowledged: nothing to rebuild
+        try:
+            return self.archive.put(raw)
+        except ArchiveError as error:
+            log.error("archive_failed", error=str(error)[:200])
+            raise StoreUnavailable(str(error)) from error
 
     def decide(self, message: CapturedMessage) -> Decision:
         """Run the pipeline without writing anything (dry-run, and the first half of capture)."""
         lookup = thread_lookup(message.raw)
-        snapshot = self.store.snapshot(
-            message.target.account_id,
-            lookup.message_ids,
-            self.defaults,
-            lookup if message.target.kind is Kind.REPLY else None,
-        )
-        return run_pipeline(message, snapshot, self.stages)
+        with metrics.STORE_SECONDS.labels("snapshot").time():
+            snapshot = self.store.snapshot(
+                message.target.account_id,
+                lookup.message_ids,
+                self.defaults,
+                lookup if message.target.kind is Kind.REPLY else None,
+            )  # with the account's extractors (cached with its users and rules)
+        return run_pipeline(message, snapshot, self.stages, metrics.observe_stage)
 
     async def gather_evidence(
         self, raw: bytes, envelope: Envelope, account_ids: Iterable[int]
@@ -113,6 +144,7 @@ class CaptureService:
                     dns=DnsConfig(current.dns_nameservers, current.dns_port, current.dns_timeout),
                     trusted_relays=frozenset(current.trusted_relays),
                     trusted_authserv_ids=frozenset(a.lower() for a in current.trusted_authserv_ids),
+                    cache=self.dns_cache,
                 ),
                 budget,
             )
@@ -129,6 +161,7 @@ class CaptureService:
         *,
         evidence: AuthEvidence | None = None,
         quarantine_on_crash: bool = True,
+        event_id: str | None = None,
     ) -> Outcome:
         """Decide and record; raises StoreUnavailable on a transient store fault (→ 451).
 
@@ -137,8 +170,13 @@ class CaptureService:
         message = CapturedMessage(envelope, target, raw, evidence)
         try:
             decision = self.decide(message)
-            event_id = new_id("evt")
-            result = self.store.record(message, decision, event_id, replies.for_decision)
+            # The caller may have chosen it already, to bind it to every log line of the message.
+            event_id = event_id or new_id("evt")
+            archive_key = self.archive_raw(raw, decision)
+            with metrics.STORE_SECONDS.labels("record").time():
+                result = (self.recorder or self.store.record)(
+                    message, decision, event_id, replies.for_decision, archive_key=archive_key
+                )
         except StoreUnavailable:
             raise
         except Exception as error:
@@ -156,6 +194,7 @@ class CaptureService:
             )
             return Outcome(replies.quarantined(quarantine_id), None, None, None)
         reply = replies.for_decision(result.decision, result.engagement_id, event_id)
+        metrics.MESSAGES.labels(result.decision.action.value, result.decision.reason.value).inc()
         log.info(
             "message_captured",
             account=target.account_slug,

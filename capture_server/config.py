@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         50 * MIB, gt=0, description="An attachment above this is dropped, the rest is logged"
     )
     max_recipients: int = Field(1000, gt=0, description="Recipients per transaction (452 4.5.3)")
+    # store/writer.py: concurrent sessions' messages share one transaction and one fsync.
+    # "auto": on for SQLite (one writer anyway: p99 fell 4x in bench/), off for PostgreSQL
+    # (its sessions write in parallel; batching them measured no gain).
+    group_commit: Literal["auto", "on", "off"] = Field(
+        "auto", description="Commit concurrent messages together: auto (SQLite only), on, off"
+    )
     smtp_timeout_seconds: float = Field(300.0, gt=0, description="Idle time per command")
     drain_seconds: float = Field(30.0, ge=0, description="Grace on SIGTERM for mail in flight")
     # Limits against hostile or broken clients; Postfix's defaults are the reference.
@@ -83,6 +89,12 @@ class Settings(BaseSettings):
     quarantine_dir: Path = Field(
         Path("quarantine"), description="Messages that crashed the pipeline, kept whole"
     )
+    archive_dir: str = Field(
+        "", description="Raw archive of every accepted message (sha256.eml); empty: off"
+    )
+    archive_retention_days: int = Field(
+        365, ge=0, description="Days `archive purge` keeps archived messages; 0: forever"
+    )
     # Sender authentication (SPF, DKIM, DMARC); each account's auth_mode says what it does.
     dns_nameservers: tuple[str, ...] = Field(
         (), description="Resolvers (IP addresses) for SPF/DKIM/DMARC; empty: the system's"
@@ -93,6 +105,10 @@ class Settings(BaseSettings):
     dns_timeout: float = Field(
         1.0, gt=0, le=30, description="Seconds per DNS look-up; the whole check gets twice that"
     )
+    # SPF and DMARC records of the same few sender domains, kept for their TTL up to this.
+    dns_cache_seconds: float = Field(
+        300, ge=0, le=86400, description="Longest a DNS answer is reused (its TTL if less); 0: off"
+    )
     authserv_id: str = Field(
         "", description="Name in the Authentication-Results we record; empty: hostname"
     )
@@ -102,10 +118,15 @@ class Settings(BaseSettings):
     trusted_authserv_ids: tuple[str, ...] = Field(
         (), description="authserv-ids of those relays' Authentication-Results headers"
     )
+    metrics_listen: str = Field(
+        "", description="HTTP HOST:PORT serving /metrics (Prometheus) and /healthz; empty: off"
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a terminal, JSON otherwise"
     )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe log level written"
+    )
     # Notices: a short email to the rep when a message was not logged, or only partly.
     notice_relay_host: str = Field("", description="SMTP relay for notices; empty: no notices")
     notice_relay_port: int = Field(25, gt=0, le=65535, description="Port of notice_relay_host")
@@ -114,8 +135,15 @@ class Settings(BaseSettings):
     )
     notice_max_per_hour: int = Field(10, ge=0, description="Notices per rep per hour, at most")
     notice_timeout_seconds: float = Field(30.0, gt=0, description="Talking to the relay")
+    # Webhooks: the daemon sends the outbox; failed attempts back off exponentially.
+    webhook_max_attempts: int = Field(8, gt=0, description="Attempts per delivery, then failed")
+    webhook_backoff_seconds: float = Field(
+        30.0, gt=0, description="Wait after the first failure; doubles each time (1 h at most)"
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="One POST to a receiver")
+    webhook_poll_seconds: float = Field(1.0, gt=0, description="How often the outbox is read")
 
-    @field_validator("smtp_listen", "lmtp_listen", "smtps_listen")
+    @field_validator("smtp_listen", "lmtp_listen", "smtps_listen", "metrics_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         if value:

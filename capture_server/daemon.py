@@ -9,13 +9,16 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from capture_server import metrics
 from capture_server.capture import CaptureService
 from capture_server.config import Settings, parse_listen
-from capture_server.logging import get_logger
+from capture_server.logging import configure_logging, get_logger
 from capture_server.smtp.handler import CaptureHandler, InFlight
 from capture_server.smtp.notify import Notifier
 from capture_server.smtp.server import CaptureLMTP, CaptureSMTP, SessionGuard
 from capture_server.store.repositories import Store
+from capture_server.store.webhooks import WebhookWorker
+from capture_server.store.writer import GroupWriter
 
 log = get_logger("daemon")
 
@@ -29,15 +32,37 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+# Settings SIGHUP does not change: listeners, storage, identity and TLS are bound at start
+# (any *_listen key, whoever adds it, is a listener). A change to one needs a restart.
+RESTART_ONLY = frozenset({
+    "database_url", "capture_domain", "server_secret", "hostname", "quarantine_dir",
+    "archive_dir", "tls_cert_file", "tls_key_file", "require_tls", "log_format",
+})  # fmt: skip
+
+
+def restart_only(key: str) -> bool:
+    return key in RESTART_ONLY or key.endswith("_listen")
+
+
 class Daemon:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        reload: Callable[[], Settings] | None = None,
+    ) -> None:
         self.settings = settings
+        self.load_settings = reload  # re-reads the same file and environment (SIGHUP)
         self.service = CaptureService(store, settings)
+        sqlite = store.engine.dialect.name == "sqlite"
+        if settings.group_commit == "on" or (settings.group_commit == "auto" and sqlite):
+            self.service.recorder = GroupWriter(store).record
         self.in_flight = InFlight()
         self.servers: list[asyncio.Server] = []
         self.sessions: weakref.WeakSet[Any] = weakref.WeakSet()
         self.stopping = asyncio.Event()
         self.notifier = Notifier(store, settings)
+        self.webhooks = WebhookWorker(store, settings)  # sends the outbox in the background
         self.guard = SessionGuard(settings)
         self.tls_context = tls_context(settings)
 
@@ -45,11 +70,11 @@ class Daemon:
         handler = CaptureHandler(self.service, protocol, self.in_flight, self.notifier)
         session_class = CaptureLMTP if protocol == "lmtp" else CaptureSMTP
         loop = asyncio.get_running_loop()
-        settings = self.settings
         # STARTTLS is offered on the plain listeners; the implicit-TLS one is TLS from the start.
         starttls = None if implicit_tls else self.tls_context
 
         def make_session() -> Any:
+            settings = self.settings  # read per session: SIGHUP may have swapped it
             session = session_class(
                 handler,
                 guard=self.guard,
@@ -93,9 +118,56 @@ class Daemon:
             for sock in server.sockets:
                 address = sock.getsockname()
                 bound.append((protocol, str(address[0]), int(address[1])))
+        if self.settings.metrics_listen:
+            host, port = parse_listen(self.settings.metrics_listen)
+            metrics.SESSIONS_OPEN.set_function(lambda: self.guard.open_total)
+            metrics.track_quarantine(self.settings.quarantine_dir)
+            server = await metrics.serve_http(host, port, self.healthy)
+            self.servers.append(server)
+            address = server.sockets[0].getsockname()
+            bound.append(("metrics", str(address[0]), int(address[1])))
         for protocol, host, port in bound:
             log.info("listening", protocol=protocol, host=host, port=port)
+        self.webhooks.start()
         return bound
+
+    def healthy(self) -> bool:
+        """The store answers (called from a thread by /healthz)."""
+        try:
+            self.service.store.ping()
+        except Exception:
+            return False
+        return True
+
+    def reload(self) -> None:
+        """SIGHUP: read the settings again; a bad file is logged and the old settings kept."""
+        if self.load_settings is None:
+            log.warning("reload_unsupported")
+            return
+        old = self.settings
+        try:
+            fresh = self.load_settings()
+        except Exception as error:  # a broken file must never take the daemon down
+            log.error("settings_reload_failed", error=str(error)[:500])
+            return
+        ignored = sorted(
+            key for key in type(old).model_fields
+            if restart_only(key) and getattr(fresh, key) != getattr(old, key)
+        )  # fmt: skip
+        if ignored:
+            log.warning("settings_need_restart", keys=ignored)
+        # Frozen settings: build the new object and swap every reference the daemon reads.
+        new = fresh.model_copy(update={key: getattr(old, key) for key in ignored})
+        changed = sorted(
+            key for key in type(old).model_fields if getattr(new, key) != getattr(old, key)
+        )
+        self.settings = new
+        self.service.use_settings(new)
+        self.guard.settings = new
+        self.notifier.use_settings(new)
+        self.webhooks.settings = new
+        configure_logging(new.log_format, new.log_level)
+        log.info("settings_reloaded", changed=changed)
 
     async def drain(self) -> None:
         """Stop accepting, let transactions in flight finish (bounded), then close."""
@@ -113,6 +185,7 @@ class Daemon:
         for server in self.servers:
             await server.wait_closed()
         await self.notifier.drain(max(0.0, deadline - asyncio.get_running_loop().time()))
+        await self.webhooks.stop(deadline - asyncio.get_running_loop().time())
         log.info("stopped", unfinished_transactions=left)
 
     async def run(self) -> None:
@@ -120,6 +193,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self.stopping.wait()
         log.info("draining", grace_seconds=self.settings.drain_seconds)
         await self.drain()

@@ -75,6 +75,4 @@ async def serve_http(host: str, port: int, healthy: Callable[[], bool]) -> async
         finally:
             writer.close()
 
-    server = await asyncio.start_server(respond, host, port)
-    log.info("metrics_listening", host=host, port=port)
-    return server
+    return await asyncio.start_server(respond, host, port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -24,6 +25,12 @@ from capture_server.store.repositories import Store
 from tests.authentication.zoneserver import ZoneServer
 
 DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[1]
+# Daemons and CLI processes the tests start run this checkout's code, whichever checkout
+# `pip install -e` last pointed the installed package at.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    part for part in (str(ROOT), os.environ.get("PYTHONPATH", "")) if part
+)
 POSTGRES_ENV = "CAPTURE_SERVER_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "CAPTURE_SERVER_TEST_REQUIRE_POSTGRES"
 
@@ -133,9 +140,12 @@ class Cli:
     database_url: str
     env: dict[str, str]
 
-    def __call__(self, *args: str, expect: int = 0) -> str:
+    def __call__(self, *args: str, expect: int = 0, env_extra: dict[str, str] | None = None) -> str:
         result = CliRunner().invoke(
-            app, ["--database-url", self.database_url, *args], env=self.env, catch_exceptions=False
+            app,
+            ["--database-url", self.database_url, *args],
+            env={**self.env, **(env_extra or {})},
+            catch_exceptions=False,
         )
         assert result.exit_code == expect, (result.exit_code, result.output)
         return result.output
@@ -181,9 +191,16 @@ def make_account(cli: Cli, slug: str = "acme", domain: str = "acme.test") -> Acc
 @dataclass
 class RunningDaemon:
     process: subprocess.Popen[bytes]
-    smtp_port: int
-    lmtp_port: int
+    ports: dict[str, int]  # listener → port, as the daemon logged it
     log_path: Path
+
+    @property
+    def smtp_port(self) -> int:
+        return self.ports["smtp"]
+
+    @property
+    def lmtp_port(self) -> int:
+        return self.ports["lmtp"]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -194,8 +211,20 @@ class RunningDaemon:
         return self.process.wait(timeout=timeout)
 
 
+def _bound_ports(log: str) -> dict[str, int]:
+    ports = {}
+    for line in log.splitlines():
+        if '"listening"' in line:
+            event = json.loads(line)
+            ports[event["protocol"]] = int(event["port"])
+    return ports
+
+
 def start_daemon(database_url: str, folder: Path, **settings: str) -> RunningDaemon:
-    smtp_port, lmtp_port = free_port(), free_port()
+    """Start `capture-server serve` on ports the kernel picks (port 0): no races for ports.
+
+    A setting given as HOST:0 (smtps_listen, metrics_listen) is reported in `ports` too.
+    """
     env = {
         **os.environ,
         "CAPTURE_SERVER_DATABASE_URL": database_url,
@@ -204,29 +233,26 @@ def start_daemon(database_url: str, folder: Path, **settings: str) -> RunningDae
         "CAPTURE_SERVER_SERVER_SECRET": "",
         **{f"CAPTURE_SERVER_{key.upper()}": value for key, value in settings.items()},
     }
+    expected = {"smtp", "lmtp"} | {
+        name.removesuffix("_listen") for name in settings if name.endswith("_listen")
+    }
     log_path = folder / f"daemon-{secrets.token_hex(3)}.log"
     process = subprocess.Popen(
-        [
-            sys.executable, "-m", "capture_server", "serve",
-            "--smtp", f"127.0.0.1:{smtp_port}", "--lmtp", f"127.0.0.1:{lmtp_port}",
-        ],
+        [sys.executable, "-m", "capture_server", "serve",
+         "--smtp", "127.0.0.1:0", "--lmtp", "127.0.0.1:0"],
         env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=folder,
     )  # fmt: skip
-    daemon = RunningDaemon(process, smtp_port, lmtp_port, log_path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        log = log_path.read_text(errors="replace")
         if process.poll() is not None:
-            raise RuntimeError(f"daemon exited {process.returncode}:\n{daemon.log()}")
-        try:
-            with (
-                socket.create_connection(("127.0.0.1", lmtp_port), timeout=1),
-                socket.create_connection(("127.0.0.1", smtp_port), timeout=1),
-            ):
-                return daemon
-        except OSError:
-            time.sleep(0.1)
-    daemon.stop()
-    raise RuntimeError(f"daemon did not start:\n{daemon.log()}")
+            raise RuntimeError(f"daemon exited {process.returncode}:\n{log}")
+        ports = _bound_ports(log)
+        if expected <= set(ports):
+            return RunningDaemon(process, ports, log_path)
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"daemon did not start:\n{log_path.read_text(errors='replace')}")
 
 
 @pytest.fixture

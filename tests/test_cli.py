@@ -46,10 +46,10 @@ def test_ingest_eml_mbox_and_maildir(cli: Cli, tmp_path: Path) -> None:
     cli("ingest", "--rcpt", account.bcc, str(DATA / "bcc_simple.eml"))
     box = mailbox.mbox(tmp_path / "sent.mbox")
     box.add((DATA / "bcc_html_attachment.eml").read_bytes())
-    box.add((DATA / "bcc_simple.eml").read_bytes())  # already logged: a duplicate
+    box.add((DATA / "bcc_simple.eml").read_bytes())  # already logged: skipped (resumable)
     box.close()
     output = cli("ingest", "--rcpt", account.bcc, str(tmp_path / "sent.mbox"))
-    assert "duplicate" in output and "logged" in output
+    assert "already stored" in output and "logged" in output
     maildir = mailbox.Maildir(tmp_path / "Maildir")
     maildir.add((DATA / "bcc_role_addresses.eml").read_bytes())
     cli("ingest", "--rcpt", account.bcc, str(tmp_path / "Maildir"))

@@ -27,7 +27,7 @@ Decisions worth knowing:
 from .checks import MAX_DKIM_SIGNATURES
 from .decide import MODES, AuthVerdict, decide
 from .dmarc import DmarcRecord, domains_aligned, parse_dmarc_record
-from .dnsclient import DnsConfig
+from .dnsclient import DnsCache, DnsConfig
 from .domain_check import COMMON_DKIM_SELECTORS, check_domain, parse_spf_record
 from .psl import organizational_domain
 from .results import AuthenticationResults, MethodResult, parse_authentication_results
@@ -41,6 +41,7 @@ __all__ = [
     "AuthVerdict",
     "AuthenticationResults",
     "DmarcRecord",
+    "DnsCache",
     "DnsConfig",
     "FromAddress",
     "MethodResult",

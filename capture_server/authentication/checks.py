@@ -18,7 +18,15 @@ from dkim.util import parse_tag_value
 from .dnsclient import DnsTempError, Resolver, to_ascii_domain
 from .results import MethodResult
 
-__all__ = ["check_arc", "check_dkim", "check_spf", "spf_identity"]
+__all__ = [
+    "NO_ARC",
+    "NO_DKIM",
+    "check_arc",
+    "check_dkim",
+    "check_spf",
+    "signature_headers",
+    "spf_identity",
+]
 
 MAX_DKIM_SIGNATURES = 8
 MAX_ARC_SETS = 10  # RFC 8617 allows 50; real chains are short, and each set costs 2 look-ups
@@ -221,6 +229,22 @@ def _verify_one(raw: bytes, idx: int, tags: dict[bytes, bytes], resolver: Resolv
     return res("pass", "signature verified")
 
 
+NO_DKIM = (MethodResult("dkim", "none", None, "no signature"),)
+NO_ARC = MethodResult("arc", "none", None, "no ARC sets")
+_ARC_NAMES = (b"\narc-seal", b"\narc-message-signature", b"\narc-authentication-results")
+
+
+def signature_headers(raw: bytes) -> tuple[bool, bool]:
+    """(may carry a DKIM-Signature, may carry ARC headers): a cheap look at the header block.
+
+    Errs towards True: whatever dkimpy would take for a header starts a line before the
+    first empty one, so False means check_dkim/check_arc would answer NO_DKIM/NO_ARC.
+    """
+    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
+    block = b"\n" + raw[: min(ends) + 1 if ends else len(raw)].lower()
+    return b"\ndkim-signature" in block, any(name in block for name in _ARC_NAMES)
+
+
 def check_dkim(raw: bytes, resolver: Resolver) -> tuple[MethodResult, ...]:
     """Verify every DKIM-Signature (up to MAX_DKIM_SIGNATURES), topmost first."""
     try:
@@ -229,7 +253,7 @@ def check_dkim(raw: bytes, resolver: Resolver) -> tuple[MethodResult, ...]:
     except Exception:
         return (MethodResult("dkim", "permerror", None, "message could not be parsed"),)
     if not sig_values:
-        return (MethodResult("dkim", "none", None, "no signature"),)
+        return NO_DKIM
     out: list[MethodResult] = []
     for idx, value in enumerate(sig_values[:MAX_DKIM_SIGNATURES]):
         out.append(_verify_one(raw, idx, _signature_tags(value), resolver))
@@ -260,7 +284,7 @@ def check_arc(raw: bytes, resolver: Resolver) -> MethodResult:
         if isinstance(raw_domain, bytes):
             domain = _text(raw_domain)
     if cv == dkim.CV_None:
-        return MethodResult("arc", "none", None, "no ARC sets")
+        return NO_ARC
     if lookup.temp_error:
         return MethodResult("arc", "temperror", domain, "key look-up failed")
     if cv == dkim.CV_Pass:

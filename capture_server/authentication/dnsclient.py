@@ -8,15 +8,18 @@ run them in a worker thread (``asyncio.to_thread``).
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 
 import dns.exception
+import dns.message
 import dns.name
 import dns.rdata
 import dns.rdatatype
 import dns.resolver
 
-__all__ = ["DnsConfig", "DnsTempError", "Resolver", "to_ascii_domain"]
+__all__ = ["DnsCache", "DnsConfig", "DnsTempError", "Resolver", "to_ascii_domain"]
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,58 @@ def to_ascii_domain(domain: str) -> str | None:
     return d
 
 
+_Key = tuple[tuple[str, ...], int, str, str]
+
+
+class DnsCache:
+    """Answers kept for their TTL (at most ``max_ttl``), shared by the daemon's look-ups.
+
+    The sender's SPF and DMARC records are nearly always the same few domains, so most
+    messages need no DNS round trip at all. Negative answers are kept only as long as the
+    zone's SOA allows (RFC 2308: without one, not at all); failures are never kept.
+    """
+
+    def __init__(self, max_ttl: float = 300.0, max_entries: int = 10_000) -> None:
+        self.max_ttl = max_ttl
+        self.max_entries = max_entries
+        self._entries: dict[_Key, tuple[float, list[dns.rdata.Rdata]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: _Key) -> list[dns.rdata.Rdata] | None:
+        found = self._entries.get(key)
+        if found is None or found[0] <= time.monotonic():
+            return None
+        return found[1]
+
+    def put(self, key: _Key, ttl: float, records: list[dns.rdata.Rdata]) -> None:
+        ttl = min(ttl, self.max_ttl)
+        if ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                now = time.monotonic()
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+            self._entries[key] = (time.monotonic() + ttl, records)
+
+
+def _negative_ttl(response: dns.message.Message | None) -> float:
+    """How long "no such name/data" may be believed: the SOA's TTL and minimum, the lower."""
+    if response is None:
+        return 0.0
+    for rrset in response.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            return float(min(rrset.ttl, getattr(rrset[0], "minimum", 0)))
+    return 0.0
+
+
 class Resolver:
     """A thin, thread-safe wrapper around ``dns.resolver.Resolver``."""
 
-    def __init__(self, config: DnsConfig) -> None:
+    def __init__(self, config: DnsConfig, cache: DnsCache | None = None) -> None:
         self.config = config
+        self._cache = cache
         self._error: str | None = None
         resolver: dns.resolver.Resolver
         if config.nameservers:
@@ -80,10 +130,22 @@ class Resolver:
         """
         if self._error is not None:
             raise DnsTempError(self._error)
+        key: _Key = (self.config.nameservers, self.config.port, name.lower(), rdtype)
+        if self._cache is not None:
+            cached = self._cache.get(key)
+            if cached is not None:
+                return list(cached)  # the caller's own list
+        records, ttl = self._resolve(name, rdtype)
+        if self._cache is not None:
+            self._cache.put(key, ttl, records)
+        return records
+
+    def _resolve(self, name: str, rdtype: str) -> tuple[list[dns.rdata.Rdata], float]:
+        """The records and how long they may be cached."""
         try:
             qname = dns.name.from_text(name)
         except (dns.exception.DNSException, ValueError, UnicodeError):
-            return []
+            return [], 0.0
         try:
             answer = self._resolver.resolve(
                 qname,
@@ -92,12 +154,13 @@ class Resolver:
                 search=False,
                 lifetime=self.config.timeout,
             )
-        except dns.resolver.NXDOMAIN:
-            return []
+        except dns.resolver.NXDOMAIN as exc:
+            responses = list(exc.responses().values())  # type: ignore[no-untyped-call]
+            return [], _negative_ttl(responses[0] if responses else None)
         except dns.resolver.NoAnswer:  # pragma: no cover - raise_on_no_answer=False
-            return []
+            return [], 0.0
         except dns.resolver.YXDOMAIN:
-            return []
+            return [], 0.0
         except dns.exception.Timeout as exc:
             raise DnsTempError(f"DNS timeout for {name} {rdtype}") from exc
         except dns.resolver.NoNameservers as exc:
@@ -107,8 +170,8 @@ class Resolver:
         except OSError as exc:
             raise DnsTempError(f"DNS network error for {name} {rdtype}") from exc
         if answer.rrset is None:
-            return []
-        return list(answer.rrset)
+            return [], _negative_ttl(answer.response)
+        return list(answer.rrset), float(answer.rrset.ttl)
 
     def txt(self, name: str) -> list[bytes]:
         """TXT records at ``name``, each record's strings joined."""

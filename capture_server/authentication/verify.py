@@ -6,10 +6,19 @@ import asyncio
 import ipaddress
 import re
 from collections.abc import Iterable
+from typing import TypeVar
 
-from .checks import check_arc, check_dkim, check_spf, spf_identity
+from .checks import (
+    NO_ARC,
+    NO_DKIM,
+    check_arc,
+    check_dkim,
+    check_spf,
+    signature_headers,
+    spf_identity,
+)
 from .dmarc import DmarcLookup, domains_aligned, evaluate_dmarc, fetch_dmarc
-from .dnsclient import DnsConfig, Resolver, to_ascii_domain
+from .dnsclient import DnsCache, DnsConfig, Resolver, to_ascii_domain
 from .results import AuthenticationResults, MethodResult, parse_authentication_results
 from .structure import RawHeader, parse_from, split_headers
 
@@ -22,6 +31,13 @@ __all__ = [
 
 _AR_NAME = "authentication-results"
 _UPSTREAM_P_RE = re.compile(r"\bp=(none|quarantine|reject)\b", re.IGNORECASE)
+
+
+T = TypeVar("T")
+
+
+async def _ready(value: T) -> T:
+    return value
 
 
 def _ip_in(client_ip: str, networks: Iterable[str]) -> bool:
@@ -143,6 +159,7 @@ async def verify_message(
     dns: DnsConfig,
     trusted_relays: frozenset[str] = frozenset(),
     trusted_authserv_ids: frozenset[str] = frozenset(),
+    cache: DnsCache | None = None,
 ) -> AuthenticationResults:
     """Verify SPF, every DKIM signature, ARC and DMARC for one message.
 
@@ -165,12 +182,14 @@ async def verify_message(
             if upstream is not None:
                 return upstream
 
-    resolver = Resolver(dns)
+    resolver = Resolver(dns, cache)
     spf_task = asyncio.to_thread(
         check_spf, resolver, mail_from=mail_from, helo=helo, client_ip=client_ip
     )
-    dkim_task = asyncio.to_thread(check_dkim, raw, resolver)
-    arc_task = asyncio.to_thread(check_arc, raw, resolver)
+    # dkimpy parses the whole message even when nothing is signed: skip it, and the thread hop.
+    signed, sealed = signature_headers(raw)
+    dkim_task = asyncio.to_thread(check_dkim, raw, resolver) if signed else _ready(NO_DKIM)
+    arc_task = asyncio.to_thread(check_arc, raw, resolver) if sealed else _ready(NO_ARC)
     if from_domain is not None:
         dmarc_lookup = await asyncio.gather(
             spf_task, dkim_task, arc_task, asyncio.to_thread(fetch_dmarc, resolver, from_domain)

@@ -5,7 +5,18 @@ from __future__ import annotations
 import sys
 
 # Importing the command modules registers their commands on the apps.
-from capture_server.cli import accounts, auth, capture, core, quarantine, rules  # noqa: F401
+from capture_server.cli import (  # noqa: F401
+    accounts,
+    admin,
+    archive,
+    auth,
+    capture,
+    core,
+    health,
+    integration,
+    quarantine,
+    rules,
+)
 from capture_server.cli.common import app, err
 
 __all__ = ["app", "main"]

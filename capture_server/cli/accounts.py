@@ -9,6 +9,7 @@ import typer
 
 from capture_server.account_settings import SETTING_NAMES, SettingError
 from capture_server.cli.common import (
+    SlugArg,
     account_app,
     fail,
     open_store,
@@ -50,7 +51,9 @@ def account_add(
 
 
 @account_app.command("addresses")
-def account_addresses(slug: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def account_addresses(
+    slug: SlugArg, as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False
+) -> None:
     """Print an account's current capture addresses."""
     store = open_store(settings())
     try:
@@ -74,7 +77,7 @@ class SharingOption(StrEnum):
 def user_add(
     slug: Annotated[str, typer.Argument(help="the account")],
     email: Annotated[str, typer.Argument(help="the user's login email")],
-    name: Annotated[str | None, typer.Option("--name")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="the user's display name")] = None,
     alias: Annotated[list[str] | None, typer.Option("--alias", help="alias address")] = None,
     connected: Annotated[
         list[str] | None, typer.Option("--connected", help="connected inbox address")
@@ -116,7 +119,7 @@ def _defaults() -> AccountRules:
 
 @settings_app.command("show")
 def settings_show(
-    slug: str, as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False
+    slug: SlugArg, as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False
 ) -> None:
     """Show an account's effective settings (its own values over the server defaults)."""
     store = open_store(settings())
@@ -134,7 +137,7 @@ def settings_show(
 
 @settings_app.command("set")
 def settings_set(
-    slug: str,
+    slug: SlugArg,
     key: Annotated[str, typer.Argument(help=f"one of: {', '.join(SETTING_NAMES)}")],
     value: Annotated[str, typer.Argument(help="a value; lists as JSON or comma-separated")],
 ) -> None:
@@ -148,7 +151,9 @@ def settings_set(
 
 
 @settings_app.command("reset")
-def settings_reset(slug: str, key: str) -> None:
+def settings_reset(
+    slug: SlugArg, key: Annotated[str, typer.Argument(help="the setting to reset")]
+) -> None:
     """Put one setting back to its default."""
     store = open_store(settings())
     try:

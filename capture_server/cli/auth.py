@@ -16,7 +16,7 @@ app.add_typer(auth_app, name="auth")
 
 @auth_app.command("check")
 def auth_check(
-    domain: str,
+    domain: Annotated[str, typer.Argument(help="the sending domain to check, e.g. acme.com")],
     as_json: Annotated[bool, typer.Option("--json", help="the report as one JSON object")] = False,
 ) -> None:
     """Check DOMAIN's SPF, DMARC, DKIM keys at common selectors and MX.

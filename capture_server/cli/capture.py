@@ -1,21 +1,34 @@
-"""Capturing and reading: dry-run, ingest, engagements, contacts, events."""
+"""Capturing and reading: dry-run, ingest, engagements, contacts (events: cli/admin.py)."""
 
 from __future__ import annotations
 
 import mailbox
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
+from structlog.contextvars import bound_contextvars
 
 from capture_server.capture import CaptureService
 from capture_server.cli.common import (
+    SlugArg,
     app,
     contacts_app,
     engagements_app,
@@ -33,13 +46,15 @@ from capture_server.pipeline.message import (
     Decision,
     Envelope,
 )
+from capture_server.received import received_keys
 from capture_server.smtp import replies
-from capture_server.store.repositories import Store, StoreError, StoreUnavailable
+from capture_server.store.operations import already_stored
+from capture_server.store.repositories import Store, StoreError, StoreUnavailable, new_id
 
 
 @engagements_app.command("list")
 def engagements_list(
-    slug: str,
+    slug: SlugArg,
     thread: Annotated[str | None, typer.Option(help="only this thread id")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
 ) -> None:
@@ -70,7 +85,7 @@ def engagements_list(
 
 @contacts_app.command("list")
 def contacts_list(
-    slug: str,
+    slug: SlugArg,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
     show_all: Annotated[
         bool, typer.Option("--all", help="also soft-deleted contacts (with deleted_at)")
@@ -94,36 +109,6 @@ def contacts_list(
             ", ".join(row["addresses"]),
             row["company"] or "",
             row["created_by"],
-        )
-    out.print(table)
-
-
-@app.command()
-def events(
-    slug: str,
-    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
-) -> None:
-    """Recent capture events: why each message was or was not logged."""
-    store = open_store(settings())
-    try:
-        rows = store.events(slug, limit)
-    except StoreError as error:
-        fail(str(error))
-    if as_json:
-        for row in rows:
-            print_json(row)
-        return
-    table = Table("received", "kind", "from", "subject", "decision", "reason", "reply")
-    for row in rows:
-        table.add_row(
-            row["received_at"][:19],
-            row["kind"] or "",
-            row["mail_from"],
-            row["subject"],
-            row["decision"],
-            row["reason"],
-            row["smtp_reply"],
         )
     out.print(table)
 
@@ -199,57 +184,136 @@ def _envelope(raw: bytes, rcpt: str, mail_from: str | None, protocol: str) -> En
     return Envelope(mail_from, rcpt, protocol, datetime.now(UTC))
 
 
-def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(label, raw bytes) for a .eml file, a folder of them, an mbox or a Maildir."""
-    if path.is_dir() and (path / "cur").is_dir() and (path / "new").is_dir():
-        maildir = mailbox.Maildir(path, create=False)
-        for key in sorted(maildir.keys()):
-            yield f"{path}/{key}", maildir.get_bytes(key)
-    elif path.is_dir():
-        for item in sorted(path.rglob("*.eml")):
-            yield str(item), item.read_bytes()
-    elif path.is_file() and path.read_bytes()[:5] == b"From ":
-        box = mailbox.mbox(path, create=False)
-        for index, key in enumerate(box.keys()):
-            yield f"{path}#{index + 1}", box.get_bytes(key)
-    elif path.is_file():
-        yield str(path), path.read_bytes()
-    else:
-        fail(f"{path} is not a file, a folder, an mbox or a Maildir")
+def _messages(path: Path) -> list[tuple[str, Callable[[], bytes]]]:
+    """(label, reader) for a .eml file, a folder of them, an mbox or a Maildir.
+
+    Messages are read one at a time while ingesting, so a large mailbox is never all in memory.
+    """
+    try:
+        if path.is_dir() and (path / "cur").is_dir() and (path / "new").is_dir():
+            maildir = mailbox.Maildir(path, create=False)
+            return [
+                (f"{path}/{key}", partial(maildir.get_bytes, key)) for key in sorted(maildir.keys())
+            ]
+        if path.is_dir():
+            return [(str(item), item.read_bytes) for item in sorted(path.rglob("*.eml"))]
+        if path.is_file():
+            with path.open("rb") as handle:
+                is_mbox = handle.read(5) == b"From "
+            if not is_mbox:
+                return [(str(path), path.read_bytes)]
+            box = mailbox.mbox(path, create=False)
+            return [
+                (f"{path}#{index + 1}", partial(box.get_bytes, key))
+                for index, key in enumerate(box.keys())
+            ]
+    except (OSError, mailbox.Error) as error:
+        fail(f"cannot read {path}: {getattr(error, 'strerror', None) or error}")
+    fail(f"{path} is not a file, a folder, an mbox or a Maildir")
+
+
+class RateColumn(ProgressColumn):
+    """Messages per second (rich's speed column counts bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} msg/s" if speed else "- msg/s")
+
+
+SKIPPED = ("skipped", "already stored")
+UNREADABLE = ("error", "unreadable")
 
 
 @app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help=".eml file, folder of .eml, mbox or Maildir")],
     rcpt: Annotated[str, typer.Option("--rcpt", help="the capture address to ingest as")],
-    mail_from: Annotated[str | None, typer.Option("--mail-from")] = None,
+    mail_from: Annotated[
+        str | None, typer.Option("--mail-from", help="envelope sender (default: each From)")
+    ] = None,
+    dry: Annotated[
+        bool,
+        typer.Option("--dry-run", help="decide each message without writing; print the summary"),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="the summary as one JSON object")] = False,
 ) -> None:
-    """Capture stored messages as if they had arrived by SMTP."""
+    """Capture stored messages as if they had arrived by SMTP.
+
+    Resumable: a message whose Message-ID is already an engagement or a capture event of the
+    account is skipped before the pipeline ("skipped: already stored"), so an interrupted
+    import can simply be run again.
+    """
     current = settings()
     configure_logging(current.log_format, "warning")
     store = open_store(current)
     service = CaptureService(store, current)
     target = _target(store, rcpt)
-    items = list(_messages(path))
+    items = _messages(path)
     summary: Counter[tuple[str, str]] = Counter()
     progress = Progress(
-        TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("dry-run" if dry else "ingest"), BarColumn(), MofNCompleteColumn(),
+        RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
         console=err, disable=not err.is_terminal,
     )  # fmt: skip
     with progress:
         task = progress.add_task("ingest", total=len(items))
-        for _label, raw in items:
-            envelope = _envelope(raw, rcpt, mail_from, "cli")
-            try:
-                evidence = service.gather_evidence_now(raw, envelope, target)
-                outcome = service.capture(raw, envelope, target, evidence=evidence)
-            except StoreUnavailable as error:
-                fail(f"the database is unavailable: {error}")
-            decision = outcome.decision
-            key = (decision.action.value, decision.reason.value) if decision else ("held", "")
-            summary[key] += 1
+        for label, read in items:
+            summary[_ingest_one(service, target, label, read, rcpt, mail_from, dry)] += 1
             progress.advance(task)
-    table = Table("decision", "reason", "messages")
+    rows: list[dict[str, Any]] = [
+        {"decision": action, "reason": reason, "messages": count}
+        for (action, reason), count in sorted(summary.items())
+    ]
+    if as_json:
+        print_json(
+            {
+                "path": str(path),
+                "dry_run": dry,
+                "messages": len(items),
+                "skipped_already_stored": summary[SKIPPED],
+                "summary": rows,
+            }
+        )
+        return
+    title = "dry-run: nothing written" if dry else None
+    table = Table("decision", "reason", "messages", title=title)
     for (action, reason), count in sorted(summary.items()):
         table.add_row(action, reason, str(count))
     out.print(table)
+
+
+def _ingest_one(
+    service: CaptureService,
+    target: CaptureTarget,
+    label: str,
+    read: Callable[[], bytes],
+    rcpt: str,
+    mail_from: str | None,
+    dry: bool,
+) -> tuple[str, str]:
+    """One stored message: (decision, reason) for the summary."""
+    try:
+        raw = read()
+    except (OSError, KeyError, mailbox.Error) as error:
+        err.print(f"cannot read {label}: {getattr(error, 'strerror', None) or error}", markup=False)
+        return UNREADABLE
+    try:
+        message_id = received_keys(raw).message_id
+        if message_id and already_stored(service.store, target.account_id, message_id):
+            return SKIPPED
+        envelope = _envelope(raw, rcpt, mail_from, "cli")
+        evidence = service.gather_evidence_now(raw, envelope, target)
+        if dry:
+            decision: Decision | None = service.decide(
+                CapturedMessage(envelope, target, raw, evidence)
+            )
+        else:
+            event_id = new_id("evt")  # in the log lines of this message, as in the daemon
+            with bound_contextvars(event_id=event_id):
+                outcome = service.capture(
+                    raw, envelope, target, evidence=evidence, event_id=event_id
+                )
+            decision = outcome.decision
+    except StoreUnavailable as error:
+        fail(f"the database is unavailable: {error}")
+    return (decision.action.value, decision.reason.value) if decision else ("held", "")

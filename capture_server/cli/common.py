@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -28,6 +28,9 @@ app.add_typer(account_app, name="account")
 app.add_typer(user_app, name="user")
 app.add_typer(engagements_app, name="engagements")
 app.add_typer(contacts_app, name="contacts")
+
+# The first argument of most commands; one help text for all of them.
+SlugArg = Annotated[str, typer.Argument(help="the account's slug")]
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from capture_server.cli.common import (
     out,
     settings,
 )
+from capture_server.config import load_settings
 from capture_server.logging import configure_logging
 from capture_server.store.db import migrate
 
@@ -73,6 +75,10 @@ def serve(
     except DBAPIError as error:
         fail(f"cannot migrate the database: {first_line(error)}")
     try:
-        asyncio.run(Daemon(current, store).run())
+        reload = partial(
+            load_settings, State.config, database_url=State.database_url,
+            smtp_listen=smtp, lmtp_listen=lmtp,
+        )  # fmt: skip
+        asyncio.run(Daemon(current, store, reload).run())
     except OSError as error:
         fail(f"cannot listen: {error.strerror or error}")

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from capture_server.capture import CaptureService
+from capture_server.cli.archive import replay_archive
 from capture_server.cli.common import app, fail, open_store, out, print_json, settings
 from capture_server.logging import configure_logging
 from capture_server.pipeline.message import Envelope
@@ -24,7 +25,9 @@ def _quarantine() -> Quarantine:
 
 
 @quarantine_app.command("list")
-def quarantine_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def quarantine_list(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
     """List held messages."""
     box = _quarantine()
     rows = [box.get(quarantine_id) for quarantine_id in box.ids()]
@@ -41,7 +44,9 @@ def quarantine_list(as_json: Annotated[bool, typer.Option("--json")] = False) ->
 
 
 @quarantine_app.command("show")
-def quarantine_show(quarantine_id: str) -> None:
+def quarantine_show(
+    quarantine_id: Annotated[str, typer.Argument(help="q_… as in the reply or the list")],
+) -> None:
     """Print a held message's envelope and raw bytes."""
     try:
         held = _quarantine().get(quarantine_id)
@@ -54,7 +59,9 @@ def quarantine_show(quarantine_id: str) -> None:
 
 
 @quarantine_app.command("drop")
-def quarantine_drop(quarantine_id: str) -> None:
+def quarantine_drop(
+    quarantine_id: Annotated[str, typer.Argument(help="q_… as in the reply or the list")],
+) -> None:
     """Delete a held message for good."""
     try:
         _quarantine().drop(quarantine_id)
@@ -66,8 +73,26 @@ def quarantine_drop(quarantine_id: str) -> None:
 @app.command()
 def replay(
     ids: Annotated[list[str] | None, typer.Argument(help="quarantine ids; none: all")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="replay the raw archive: messages received since DATE (ISO 8601)"),
+    ] = None,
+    account: Annotated[str | None, typer.Option(help="with --since: the account's slug")] = None,
+    rebuild: Annotated[
+        bool, typer.Option(help="with --since: delete and re-create existing engagements")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="with --since: one object each")] = False,
 ) -> None:
-    """Run held messages through the pipeline again; each one that goes through is removed."""
+    """Run held messages through the pipeline again; each one that goes through is removed.
+
+    With --since and --account: run the account's archived messages again under the current
+    rules (see README, "Raw archive").
+    """
+    if since is not None or account is not None or rebuild or as_json:
+        if since is None or account is None or ids:
+            fail("replay from the archive takes --since DATE and --account SLUG, and no ids")
+        replay_archive(since, account, rebuild=rebuild, as_json=as_json)
+        return
     current = settings()
     configure_logging(current.log_format, "warning")
     store = open_store(current)

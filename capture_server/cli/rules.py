@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from capture_server.cli.common import app, fail, open_store, out, print_json, settings, user_app
+from capture_server.cli.common import (
+    SlugArg,
+    app,
+    fail,
+    open_store,
+    out,
+    print_json,
+    settings,
+    user_app,
+)
 from capture_server.pipeline.message import AddressKind, SharingLevel
 from capture_server.store import rules
 from capture_server.store.repositories import StoreError
@@ -33,7 +42,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="JSON output")]
 
 @never_log_app.command("add")
 def never_log_add(
-    slug: str,
+    slug: SlugArg,
     pattern: Annotated[str, typer.Argument(help="ann@example.com, or example.com (+ subdomains)")],
     purge: Annotated[
         bool,
@@ -66,7 +75,7 @@ def never_log_add(
 
 
 @never_log_app.command("list")
-def never_log_list(slug: str, as_json: JsonFlag = False) -> None:
+def never_log_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
     """The account's never-log list (one JSON object per line with --json)."""
     store = open_store(settings())
     try:
@@ -82,7 +91,10 @@ def never_log_list(slug: str, as_json: JsonFlag = False) -> None:
 
 
 @never_log_app.command("remove")
-def never_log_remove(slug: str, pattern: str) -> None:
+def never_log_remove(
+    slug: SlugArg,
+    pattern: Annotated[str, typer.Argument(help="the address or domain to log again")],
+) -> None:
     """Log this address or domain again from now on (purged history does not come back)."""
     store = open_store(settings())
     try:
@@ -97,7 +109,7 @@ def never_log_remove(slug: str, pattern: str) -> None:
 
 @contact_app.command("delete")
 def contact_delete(
-    slug: str,
+    slug: SlugArg,
     email: Annotated[str, typer.Argument(help="any address of the contact")],
     permanent: Annotated[
         bool,
@@ -134,7 +146,7 @@ class SharingChoice(StrEnum):
 
 @address_app.command("add")
 def user_address_add(
-    slug: str,
+    slug: SlugArg,
     email: Annotated[str, typer.Argument(help="the user's login email")],
     address: Annotated[str, typer.Argument(help="the address to add")],
     kind: Annotated[ExtraKind, typer.Option("--kind", help="alias, connected or team")],
@@ -150,9 +162,9 @@ def user_address_add(
 
 @address_app.command("remove")
 def user_address_remove(
-    slug: str,
+    slug: SlugArg,
     email: Annotated[str, typer.Argument(help="the user's login email")],
-    address: str,
+    address: Annotated[str, typer.Argument(help="the extra address to remove")],
     kind: Annotated[
         ExtraKind | None, typer.Option("--kind", help="accepted for symmetry; not needed")
     ] = None,
@@ -167,7 +179,7 @@ def user_address_remove(
 
 
 @user_app.command("list")
-def user_list(slug: str, as_json: JsonFlag = False) -> None:
+def user_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
     """Users and their addresses (one JSON object per line with --json)."""
     store = open_store(settings())
     try:
@@ -187,7 +199,7 @@ def user_list(slug: str, as_json: JsonFlag = False) -> None:
 
 @user_app.command("set-sharing")
 def user_set_sharing(
-    slug: str,
+    slug: SlugArg,
     email: Annotated[str, typer.Argument(help="the user's login email")],
     level: Annotated[SharingChoice, typer.Argument(help="metadata, subject or everything")],
 ) -> None:
@@ -205,8 +217,8 @@ def user_set_sharing(
 
 @deal_app.command("add")
 def deal_add(
-    slug: str,
-    name: str,
+    slug: SlugArg,
+    name: Annotated[str, typer.Argument(help="the deal's name")],
     contact: Annotated[list[str], typer.Option("--contact", help="a contact's address (repeat)")],
     stage: Annotated[str, typer.Option("--stage", help="free text, e.g. qualified")] = "open",
     close_date: Annotated[
@@ -234,8 +246,8 @@ def deal_add(
 
 @deal_app.command("close")
 def deal_close(
-    slug: str,
-    deal_id: Annotated[int, typer.Argument(metavar="ID")],
+    slug: SlugArg,
+    deal_id: Annotated[int, typer.Argument(metavar="ID", help="the deal's id")],
     stage: Annotated[str, typer.Option("--stage", help="e.g. won or lost")] = "closed",
 ) -> None:
     """Close a deal: new emails no longer associate with it."""
@@ -248,7 +260,7 @@ def deal_close(
 
 
 @deal_app.command("list")
-def deal_list(slug: str, as_json: JsonFlag = False) -> None:
+def deal_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
     """Deals and their contacts (one JSON object per line with --json)."""
     store = open_store(settings())
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from capture_server.pipeline.attribute import attribute_stage
 from capture_server.pipeline.authenticate import authenticate_stage
 from capture_server.pipeline.base import Stage, run_pipeline
+from capture_server.pipeline.enrich import enrich_stage, private_stage
 from capture_server.pipeline.filter import filter_stage
 from capture_server.pipeline.match import match_stage
 from capture_server.pipeline.parse import parse_stage
@@ -18,8 +19,10 @@ STAGES: tuple[Stage, ...] = (
     thread_stage,  # before attribute: mail on no logged thread is ignored, never refused
     attribute_stage,
     unwrap_stage,
+    private_stage,  # after unwrap: a forward's original subject may carry the tag too
     filter_stage,
     match_stage,
+    enrich_stage,
     shape_stage,
 )
 

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from annotated_types import Ge
+from pydantic import AfterValidator
 
 from capture_server.authentication.results import AuthenticationResults
 from capture_server.authentication.structure import StructuralProblem
@@ -49,6 +50,7 @@ class Reason(StrEnum):
     REPLY_RATE_LIMITED = "reply_rate_limited"
     HEADER_TOO_LARGE = "header_too_large"
     UNPARSEABLE = "unparseable"
+    PRIVATE = "private"  # marked private by the rep: kept out of the store
 
 
 class Direction(StrEnum):
@@ -225,6 +227,15 @@ class UserAddress:
     kind: AddressKind
 
 
+def _reference_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    # Imported here: the pattern helpers live with the stage that uses them.
+    from capture_server.pipeline.enrich import check_pattern
+
+    for pattern in patterns:
+        check_pattern(pattern, groups=1)
+    return patterns
+
+
 @dataclass(frozen=True)
 class AccountRules:
     """Per-account rule settings with the documented defaults."""
@@ -246,6 +257,14 @@ class AccountRules:
     reply_subject_days: Annotated[int, Ge(0)] = 0
     # At most this many replies logged per external sender, per thread, per hour (0: no limit).
     reply_rate_limit: Annotated[int, Ge(0)] = 10
+    # A subject holding one of these (any case) marks the message private: not logged.
+    # The header X-Capture-Private: yes always does.
+    private_subject_tags: frozenset[str] = frozenset({"[private]"})
+    # google-re2 patterns whose first matching group is a deal id the email links to.
+    deal_reference_patterns: Annotated[tuple[str, ...], AfterValidator(_reference_patterns)] = (
+        r"\[deal:\s*(\d+)\]",
+        r"#D-(\d+)\b",
+    )
 
 
 @dataclass(frozen=True)
@@ -259,6 +278,14 @@ class ThreadInfo:
     companies: tuple[str, ...] = ()  # domains of its companies
     deals: tuple[int, ...] = ()
     recent_replies: int = 0  # replies logged from this message's sender in the last hour
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """An admin-defined named google-re2 pattern over subject and body (see `extractor add`)."""
+
+    name: str
+    pattern: str
 
 
 @dataclass(frozen=True)
@@ -277,6 +304,7 @@ class AccountSnapshot:
     known_threads: Mapping[str, str] = field(default_factory=dict)  # message-id → thread id
     threads: Mapping[str, ThreadInfo] = field(default_factory=dict)  # reply address only
     subject_threads: tuple[str, ...] = ()  # threads with this reply's subject, newest first
+    extractors: tuple[Extractor, ...] = ()  # admin-defined named patterns
 
     def is_internal(self, mailbox: Mailbox) -> bool:
         domain = mailbox.domain
@@ -314,6 +342,8 @@ class EngagementDraft:
     deals: tuple[int, ...] = ()  # the thread's deals, besides the contacts' open ones
     thread_message_ids: tuple[str, ...] = ()  # every Message-ID that leads to this thread
     subject_hash: str | None = None  # of the normalised subject, for the subject fallback
+    referenced_deals: tuple[int, ...] = ()  # named in subject or body ([deal:1234], #D-1234)
+    extracted: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # extractor → values
 
     def as_dict(self) -> dict[str, Any]:
         """Engagement JSON of DESIGN.md section 4, without the store's id and deals."""
@@ -332,9 +362,10 @@ class EngagementDraft:
             "attachments": [attachment.as_dict() for attachment in email.attachments],
             "contacts": [mailbox.key for mailbox in self.contacts],
             "companies": list(self.companies),
-            "deals": list(self.deals),
+            "deals": list(dict.fromkeys((*self.deals, *self.referenced_deals))),
             "thread_id": self.thread_id,
             "note": self.note,
+            "extracted": {name: list(values) for name, values in self.extracted.items()},
         }
 
 
@@ -368,6 +399,8 @@ class Work:
     trace: tuple[TraceEntry, ...] = ()
     auth: AuthReport | None = None
     auth_from: Mailbox | None = None  # From as authentication read it; attribution uses it
+    referenced_deals: tuple[int, ...] = ()
+    extracted: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def advance(self, stage: str, outcome: str, detail: str, **changes: Any) -> Work:
         entry = TraceEntry(stage, outcome, detail)

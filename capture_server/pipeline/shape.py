@@ -50,6 +50,9 @@ def shape_stage(work: Work) -> Work | Decision:
         deals=work.thread.deals if work.thread else (),
         thread_message_ids=_thread_message_ids(work, email),
         subject_hash=subject_hash(email.subject),
+        referenced_deals=work.referenced_deals,
+        # Values come from the subject and body: only where the owner shares everything.
+        extracted=work.extracted if owner.sharing is SharingLevel.EVERYTHING else {},
     )
     detail = f"engagement for {owner.email}, sharing {owner.sharing.value}"
     if dropped:

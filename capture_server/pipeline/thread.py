@@ -25,7 +25,7 @@ from capture_server.pipeline.message import (
     ThreadInfo,
     Work,
 )
-from capture_server.pipeline.parse import message_ids
+from capture_server.pipeline.parse import header_section_size, message_ids
 
 STAGE = "thread"
 MAX_LOOKUP_IDS = 200
@@ -79,7 +79,9 @@ def subject_hash(subject: str) -> str | None:
 
 def thread_lookup(raw: bytes) -> ThreadLookup:
     """Read the header section alone (the body may be large); never fails on bad headers."""
-    headers = BytesHeaderParser(policy=policy.default).parsebytes(raw)
+    # The header section alone: parsebytes would copy the whole message twice first.
+    section = raw[: header_section_size(raw)] + b"\r\n\r\n"
+    headers = BytesHeaderParser(policy=policy.default).parsebytes(section)
     found: list[str] = []
     subject = ""
     sender: str | None = None

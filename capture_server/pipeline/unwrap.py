@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
 
 from capture_server.forwarding import (
     ForwardedBlock,
@@ -27,7 +25,7 @@ from capture_server.pipeline.message import (
     Reason,
     Work,
 )
-from capture_server.pipeline.parse import parsed_from
+from capture_server.pipeline.parse import parse_bytes, parsed_from
 
 STAGE = "unwrap"
 MAX_ATTACHED_DEPTH = 10
@@ -96,7 +94,7 @@ def _innermost_attached(outer: ParsedMessage) -> tuple[ParsedMessage, int] | Non
         and depth < MAX_ATTACHED_DEPTH
         and not (depth and current.content_type == "multipart/report")
     ):
-        message = BytesParser(policy=policy.default).parsebytes(current.forwarded_parts[0])
+        message = parse_bytes(current.forwarded_parts[0])
         assert isinstance(message, EmailMessage)
         current = parsed_from(message)
         depth += 1

@@ -6,13 +6,16 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from structlog.contextvars import bound_contextvars
+
+from capture_server import metrics
 from capture_server.capture import CaptureService
 from capture_server.logging import get_logger
 from capture_server.pipeline.message import AuthEvidence, CaptureTarget, Envelope
 from capture_server.pipeline.parse import clean_text
 from capture_server.smtp import replies
 from capture_server.smtp.notify import Notifier
-from capture_server.store.repositories import StoreUnavailable
+from capture_server.store.repositories import StoreUnavailable, new_id
 
 log = get_logger("smtp")
 
@@ -55,7 +58,10 @@ class CaptureHandler:
         self.in_flight = in_flight or InFlight()
         self.notifier = notifier or Notifier(service.store, service.settings)
         self.capture_domain = service.settings.capture_domain
-        self.max_recipients = service.settings.max_recipients
+
+    @property
+    def max_recipients(self) -> int:
+        return self.service.settings.max_recipients  # read live: SIGHUP may change it
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -102,6 +108,8 @@ class CaptureHandler:
             received_at = datetime.now(UTC)
             answers = []
             evidence: dict[int, AuthEvidence | None] | None = {}
+            # One id per recipient, chosen now: in its log lines, its reply and its event.
+            event_ids = [new_id("evt") for _ in targets]
             for index, (rcpt, target) in enumerate(zip(envelope.rcpt_tos, targets, strict=True)):
                 message_envelope = Envelope(
                     mail_from=clean_text(envelope.mail_from or ""),
@@ -112,20 +120,25 @@ class CaptureHandler:
                     helo=session.host_name or "",
                 )
                 if index == 0:  # one sender-authentication check whatever the recipients
-                    evidence = await self._evidence(raw, message_envelope, targets)
+                    with bound_contextvars(event_id=event_ids[0], event_ids=event_ids):
+                        evidence = await self._evidence(raw, message_envelope, targets)
                 if evidence is None:
                     answers.append(replies.TEMPORARY_FAILURE)
                     continue
-                answers.append(
-                    await self._capture_one(
-                        raw, message_envelope, target, evidence.get(target.account_id)
+                found, event_id = evidence.get(target.account_id), event_ids[index]
+                with bound_contextvars(event_id=event_id):
+                    answers.append(
+                        await self._capture_one(raw, message_envelope, target, found, event_id)
                     )
-                )
         finally:
             self.in_flight.sessions.discard(server)
         if self.protocol == "lmtp":
+            for answer in answers:
+                metrics.REPLIES.labels(answer[:3]).inc()
             return "\r\n".join(answers)  # LMTP: one reply per accepted recipient, in order
-        return replies.combine(answers)
+        reply = replies.combine(answers)
+        metrics.REPLIES.labels(reply[:3]).inc()
+        return reply
 
     async def _evidence(
         self, raw: bytes, envelope: Envelope, targets: list[CaptureTarget]
@@ -139,11 +152,16 @@ class CaptureHandler:
             return None
 
     async def _capture_one(
-        self, raw: bytes, envelope: Envelope, target: CaptureTarget, evidence: AuthEvidence | None
+        self,
+        raw: bytes,
+        envelope: Envelope,
+        target: CaptureTarget,
+        evidence: AuthEvidence | None,
+        event_id: str,
     ) -> str:
         try:
             outcome = await asyncio.to_thread(
-                self.service.capture, raw, envelope, target, evidence=evidence
+                self.service.capture, raw, envelope, target, evidence=evidence, event_id=event_id
             )
         except StoreUnavailable as error:
             log.warning("store_unavailable", during="DATA", error=str(error)[:200])

@@ -20,10 +20,14 @@ log = get_logger("notices")
 class Notifier:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
+        self.use_settings(settings)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def use_settings(self, settings: Settings) -> None:
+        """Swap in reloaded settings (SIGHUP); notices already sending keep the old ones."""
         self.settings = settings
         self.enabled = bool(settings.notice_relay_host)
         self.sender = settings.notice_from or f"capture-notices@{settings.capture_domain}"
-        self.tasks: set[asyncio.Task[None]] = set()
 
     def after_capture(
         self, raw: bytes, envelope: Envelope, target: CaptureTarget, outcome: Outcome

@@ -16,6 +16,11 @@ TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
 TOO_MANY_CONNECTIONS_FROM_YOU = "421 4.7.0 Too many connections from your address, try later"
 TOO_MANY_ERRORS = "421 4.7.0 Too many errors, closing connection"
 LINE_TOO_LONG = "500 5.5.2 Line too long"
+# DATA, as aiosmtpd words them (smtp/server.py reads DATA itself).
+DATA_GO_AHEAD = "354 End data with <CR><LF>.<CR><LF>"
+DATA_NEEDS_RCPT = "503 Error: need RCPT command"
+DATA_SYNTAX = "501 Syntax: DATA"
+DATA_OK = "250 OK"
 
 # aiosmtpd's own replies that carry no enhanced status code → ours.
 _AIOSMTPD_REPLIES = {
@@ -59,6 +64,9 @@ def for_decision(decision: Decision, engagement_id: str | None, event_id: str) -
         return TEMPORARY_FAILURE
     if decision.action is Action.REJECT:
         return _REJECTS.get(decision.reason, f"550 5.7.1 Not accepted: {decision.reason.value}")
+    # "queued as <engagement id>" is the documented contract (DESIGN.md section 2): clients
+    # and scripts read the id as the reply's last word. The engagement id is also on the
+    # capture event and on every log line of the message, beside its event id.
     if decision.reason is Reason.DUPLICATE:
         return f"250 2.0.0 Already logged as {engagement_id}"
     if decision.action is Action.LOG:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, AnyStr
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from capture_server.config import Settings
 from capture_server.logging import get_logger
 from capture_server.smtp import replies
+from capture_server.smtp.data import DataState, read_data
 
 log = get_logger("smtp")
 _JUNK_COMMANDS = ("NOOP", "RSET", "VRFY", "EXPN", "HELP")
@@ -105,6 +107,45 @@ class _Guarded:
             log.warning("hard_error_limit", client_ip=self.admitted_ip, errors=self.errors)
             await super().push(replies.TOO_MANY_ERRORS)  # type: ignore[misc]
             self.transport.close()
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA with the message spooled, not held as lines (smtp/data.py)."""
+        smtp: Any = self
+        if smtp._decode_data:  # str content is not what the handler reads: aiosmtpd's own
+            await super().smtp_DATA(arg)  # type: ignore[misc]
+            return
+        if await smtp.check_helo_needed() or await smtp.check_auth_needed("DATA"):
+            return
+        if not smtp.envelope.rcpt_tos:
+            await self.push(replies.DATA_NEEDS_RCPT)
+            return
+        if arg:
+            await self.push(replies.DATA_SYNTAX)
+            return
+        await self.push(replies.DATA_GO_AHEAD)
+        try:
+            read = await read_data(
+                smtp._reader,
+                smtp.data_size_limit,
+                smtp.line_length_limit,
+                lambda: self.transport is not None,
+            )
+        except asyncio.CancelledError:
+            smtp._writer.close()  # the connection was reset during DATA
+            raise
+        if read.state is DataState.LOST:
+            return
+        if read.state is not DataState.NOMINAL:
+            too_long = read.state is DataState.TOO_LONG
+            await self.push(replies.LINE_TOO_LONG if too_long else replies.MESSAGE_TOO_BIG)
+            smtp._set_post_data_state()
+            return
+        # decode_data is off: content and original_content are one object, as in aiosmtpd.
+        smtp.envelope.content = smtp.envelope.original_content = read.content
+        status = await smtp._call_handler_hook("DATA")
+        smtp._set_post_data_state()
+        await self.push(replies.DATA_OK if status is MISSING else status)
 
 
 class CaptureSMTP(_Guarded, SMTP):

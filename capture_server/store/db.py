@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -81,6 +81,12 @@ def alembic_config(engine: Engine) -> Config:
 def migrate(engine: Engine) -> str | None:
     """Create or upgrade the schema to the newest revision; returns that revision."""
     command.upgrade(alembic_config(engine), "head")
+    from capture_server.store.cache import VERSION_TABLE, install_triggers
+
+    if inspect(engine).has_table(VERSION_TABLE):
+        # A SQLite batch migration rebuilds tables without their triggers: put them back.
+        with engine.begin() as connection:
+            install_triggers(connection)
     return current_revision(engine)
 
 

@@ -279,7 +279,11 @@ class AttachmentRow(SQLModel, table=True):
 
 class CaptureEvent(SQLModel, table=True):
     __tablename__ = "capture_event"
-    __table_args__ = (Index("ix_capture_event_account_received", "account_id", "received_at"),)
+    __table_args__ = (
+        Index("ix_capture_event_account_received", "account_id", "received_at"),
+        Index("ix_capture_event_account_header_message_id", "account_id", "header_message_id"),
+        Index("ix_capture_event_archive_key", "archive_key"),
+    )
     id: str = Field(primary_key=True)
     account_id: int | None = Field(default=None, foreign_key="account.id")
     received_at: datetime = _when(default_factory=utcnow)
@@ -297,6 +301,11 @@ class CaptureEvent(SQLModel, table=True):
     warnings_json: str = Field(default="[]", sa_type=Text)
     # AuthReport.as_dict(): mode, outcome, and the Authentication-Results structure.
     authentication_json: str | None = Field(default=None, sa_type=Text, nullable=True)
+    # The received message's own From and Message-ID (not a forward's original): what
+    # `events --sender` and `ingest`'s resume check look for, also when nothing was logged.
+    header_from: str | None = None
+    header_message_id: str | None = None
+    archive_key: str | None = None  # SHA-256 of the raw message in archive_dir, when on
 
 
 class NoticeSent(SQLModel, table=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from capture_server.pipeline.message import (
     CaptureTarget,
     Decision,
     EngagementDraft,
+    Extractor,
     Kind,
     Mailbox,
     Reason,
@@ -38,7 +40,11 @@ from capture_server.pipeline.message import (
     UserInfo,
 )
 from capture_server.pipeline.thread import ThreadLookup
+from capture_server.received import received_keys
+from capture_server.store import enrichment
+from capture_server.store.cache import VERSION_QUERY, VERSIONS, VersionedCache, account_version
 from capture_server.store.db import writing
+from capture_server.store.integration_models import ExtractorRow
 from capture_server.store.models import (
     Account,
     AccountDomain,
@@ -86,6 +92,21 @@ class RecordResult:
     decision: Decision  # as finally recorded (a duplicate turns a log into an ignore)
 
 
+@dataclass(frozen=True)
+class AccountState:
+    """What the rules read of an account that only admin writes change (cached, versioned)."""
+
+    slug: str
+    settings_json: str
+    fallback_owner_id: int | None
+    domains: frozenset[str]
+    users: dict[int, UserInfo]
+    addresses: dict[str, tuple[UserAddress, ...]]
+    never_log: frozenset[str]
+    tombstones: frozenset[str]
+    extractors: tuple[Extractor, ...]
+
+
 def new_id(prefix: str) -> str:
     """Time-ordered, unguessable ids: sortable in listings, safe to show in SMTP replies."""
     return f"{prefix}_{int(time.time() * 1000):011x}{secrets.token_hex(5)}"
@@ -111,9 +132,25 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._write_engine = writing(engine)
+        # Checked against account_version on every use: see store/cache.py.
+        self._states: VersionedCache[AccountState] = VersionedCache()
+        self._targets: VersionedCache[CaptureTarget] = VersionedCache()
+        self._group = threading.local()  # set by store/writer.py in its thread only
+        # One round trip for a version check on PostgreSQL (no BEGIN/ROLLBACK around it);
+        # SQLite stays as db.py set it up (AUTOCOMMIT would undo its isolation_level=None).
+        self._autocommit = (
+            engine
+            if engine.dialect.name == "sqlite"
+            else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
+        group: Session | None = getattr(self._group, "session", None)
+        if group is not None:  # the group-commit writer's thread: a savepoint in its batch
+            with group.begin_nested():
+                yield group
+            return
         try:
             with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                 yield session
@@ -295,28 +332,100 @@ class Store:
     # -- the capture path -----------------------------------------------------------------
 
     def resolve_capture_address(self, address: str) -> CaptureTarget | None:
+        key = address.strip().lower()
+        cached = self._targets.peek(key)
+        if cached is not None:
+            current = self._targets.get(key, self._version_now(cached.account_id))
+            if current is not None:
+                return current
         with self._read() as session:
+            # One statement, so its version and its row are of one moment (PostgreSQL too).
             row = session.exec(
-                select(CaptureAddress, Account)
+                select(CaptureAddress.kind, Account.id, Account.slug, VERSIONS.c.version)
                 .join(Account, col(Account.id) == CaptureAddress.account_id)
-                .where(
-                    CaptureAddress.address == address.strip().lower(),
-                    col(CaptureAddress.retired_at).is_(None),
-                )
+                .join(VERSIONS, VERSIONS.c.account_id == Account.id, isouter=True)
+                .where(CaptureAddress.address == key, col(CaptureAddress.retired_at).is_(None))
             ).first()
             if row is None:
-                return None
-            capture, account = row
-            assert account.id is not None
-            return CaptureTarget(account.id, account.slug, Kind(capture.kind))
+                return None  # not cached: an address may be issued any moment
+            kind, account_id, slug, version = row
+            assert account_id is not None
+            target = CaptureTarget(account_id, slug, Kind(kind))
+            self._targets.put(key, version or 0, target)
+            return target
 
     def account_rules(self, account_id: int, defaults: AccountRules) -> AccountRules:
         """One account's rules alone: read before the pipeline, e.g. to know its auth_mode."""
-        with self._read() as session:
-            account = session.get(Account, account_id)
-            if account is None:
-                raise StoreError(f"account {account_id} no longer exists")
-            return rules_from_json(account.settings_json, defaults)
+        state = None
+        if self._states.peek(account_id) is not None:
+            state = self._states.get(account_id, self._version_now(account_id))
+        if state is None:
+            with self._read() as session:
+                state = self._state(session, account_id)
+        return rules_from_json(state.settings_json, defaults)
+
+    def _version_now(self, account_id: int) -> int:
+        """The account's version alone: one statement, no transaction (a cache hit's cost)."""
+        try:
+            with self._autocommit.connect() as connection:
+                found = connection.execute(VERSION_QUERY, {"account_id": account_id}).scalar()
+        except DBAPIError as error:
+            if _transient(error):
+                raise StoreUnavailable(str(error.orig or error)) from error
+            raise
+        return int(found) if found is not None else 0
+
+    def _state(self, session: Session, account_id: int) -> AccountState:
+        """The account's cached state, read again when its version moved."""
+        version = account_version(session, account_id)  # before the rows: see VersionedCache
+        state = self._states.get(account_id, version)
+        if state is not None:
+            return state
+        account = session.get(Account, account_id)
+        if account is None:
+            raise StoreError(f"account {account_id} no longer exists")
+        users = {
+            u.id: UserInfo(u.id, u.email, u.name, SharingLevel(u.sharing))
+            for u in session.exec(select(User).where(User.account_id == account_id))
+            if u.id is not None
+        }
+        addresses: dict[str, list[UserAddress]] = {}
+        for row in session.exec(
+            select(UserAddressRow).where(UserAddressRow.account_id == account_id)
+        ):
+            addresses.setdefault(row.address, []).append(
+                UserAddress(row.user_id, AddressKind(row.kind))
+            )
+        state = AccountState(
+            slug=account.slug,
+            settings_json=account.settings_json,
+            fallback_owner_id=account.fallback_owner_id,
+            domains=frozenset(
+                session.exec(
+                    select(AccountDomain.domain).where(AccountDomain.account_id == account_id)
+                )
+            ),
+            users=users,
+            addresses={key: tuple(value) for key, value in addresses.items()},
+            never_log=frozenset(
+                session.exec(select(NeverLog.pattern).where(NeverLog.account_id == account_id))
+            ),
+            tombstones=frozenset(
+                session.exec(
+                    select(Tombstone.address_hash).where(Tombstone.account_id == account_id)
+                )
+            ),
+            extractors=tuple(
+                Extractor(name, pattern)
+                for name, pattern in session.exec(
+                    select(ExtractorRow.name, ExtractorRow.pattern)
+                    .where(ExtractorRow.account_id == account_id)
+                    .order_by(col(ExtractorRow.name))
+                )
+            ),
+        )
+        self._states.put(account_id, version, state)
+        return state
 
     def account_id(self, slug: str) -> int:
         with self._read() as session:
@@ -337,36 +446,9 @@ class Store:
         companies, deals, recent replies of the sender, and threads matching the subject.
         """
         with self._read() as session:
-            account = session.get(Account, account_id)
-            if account is None:
-                raise StoreError(f"account {account_id} no longer exists")
-            users = {
-                u.id: UserInfo(u.id, u.email, u.name, SharingLevel(u.sharing))
-                for u in session.exec(select(User).where(User.account_id == account_id))
-                if u.id is not None
-            }
-            addresses: dict[str, list[UserAddress]] = {}
-            for row in session.exec(
-                select(UserAddressRow).where(UserAddressRow.account_id == account_id)
-            ):
-                addresses.setdefault(row.address, []).append(
-                    UserAddress(row.user_id, AddressKind(row.kind))
-                )
-            domains = frozenset(
-                session.exec(
-                    select(AccountDomain.domain).where(AccountDomain.account_id == account_id)
-                )
-            )
-            never_log = frozenset(
-                session.exec(select(NeverLog.pattern).where(NeverLog.account_id == account_id))
-            )
-            tombstones = frozenset(
-                session.exec(
-                    select(Tombstone.address_hash).where(Tombstone.account_id == account_id)
-                )
-            )
+            state = self._state(session, account_id)
             known_threads = self._threads_of(session, account_id, message_ids)
-            rules = rules_from_json(account.settings_json, defaults or AccountRules())
+            rules = rules_from_json(state.settings_json, defaults or AccountRules())
             threads: dict[str, ThreadInfo] = {}
             subject_threads: tuple[str, ...] = ()
             if lookup is not None:
@@ -378,17 +460,18 @@ class Store:
                 threads = self._thread_infos(session, account_id, wanted, lookup.sender)
         return AccountSnapshot(
             account_id=account_id,
-            slug=account.slug,
-            domains=domains,
-            users=users,
-            addresses={key: tuple(value) for key, value in addresses.items()},
-            fallback_owner_id=account.fallback_owner_id,
-            never_log=never_log,
-            tombstones=tombstones,
+            slug=state.slug,
+            domains=state.domains,
+            users=state.users,
+            addresses=state.addresses,
+            fallback_owner_id=state.fallback_owner_id,
+            never_log=state.never_log,
+            tombstones=state.tombstones,
             rules=rules,
             known_threads=known_threads,
             threads=threads,
             subject_threads=subject_threads,
+            extractors=state.extractors,
         )
 
     def _threads_of(
@@ -506,15 +589,31 @@ class Store:
         decision: Decision,
         event_id: str,
         reply_for: Callable[[Decision, str | None, str], str],
+        *,
+        archive_key: str | None = None,
+        prepare: Callable[[Session], None] | None = None,
     ) -> RecordResult:
-        """One transaction: the engagement with everything it links, and the capture event."""
+        """One transaction: the engagement with everything it links, and the capture event.
+
+        prepare runs first in the same transaction (replay --rebuild deletes the old engagement).
+        """
+        received = received_keys(message.raw)
         with self._write() as session:
+            if prepare is not None:
+                prepare(session)
             engagement_id: str | None = None
             if decision.action is Action.LOG and decision.draft is not None:
+                known = enrichment.known_contacts(
+                    session, message.target.account_id, decision.draft
+                )
                 engagement_id, is_new = self._write_engagement(
                     session, message.target.account_id, decision.draft
                 )
-                if not is_new:
+                if is_new:  # values, referenced deals, webhook outbox: this transaction
+                    decision = enrichment.engagement_written(
+                        session, message.target, decision, engagement_id, known
+                    )
+                else:
                     decision = Decision(
                         Action.IGNORE, Reason.DUPLICATE, decision.trace, decision.draft,
                         decision.warnings, decision.authentication,
@@ -542,8 +641,15 @@ class Store:
                         if decision.authentication
                         else None
                     ),
+                    header_from=received.from_address,
+                    header_message_id=received.message_id,
+                    archive_key=archive_key,
                 )
             )
+            enrichment.event_written(
+                session, message.target, decision, event_id,
+                reply_for(decision, engagement_id, event_id),
+            )  # fmt: skip
         return RecordResult(event_id, engagement_id, decision)
 
     def _write_engagement(
@@ -765,6 +871,7 @@ class Store:
             "deals": sorted(deals),
             "thread_id": row.thread_id,
             "note": row.note,
+            "extracted": enrichment.extracted_values(session, row.id),
         }
 
     def contacts(self, slug: str, include_deleted: bool = False) -> list[dict[str, Any]]:

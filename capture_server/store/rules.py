@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 from capture_server.pipeline.filter import is_external, matches_never_log
 from capture_server.pipeline.identity import tombstone_hash
 from capture_server.pipeline.message import AccountSnapshot, AddressKind, Mailbox, SharingLevel
+from capture_server.store.integration_models import EngagementValue
 from capture_server.store.models import (
     Account,
     AttachmentRow,
@@ -262,6 +263,7 @@ def _delete_engagements(session: Session, ids: list[str]) -> None:
     )
     for table in (Participant, AttachmentRow, EngagementContact, EngagementCompany, EngagementDeal):
         session.execute(delete(table).where(col(table.engagement_id).in_(ids)))
+    session.execute(delete(EngagementValue).where(col(EngagementValue.engagement_id).in_(ids)))
     # The event stays (it says a message came and why), but no longer points at the email.
     session.execute(
         update(CaptureEvent)

@@ -316,7 +316,7 @@ def start_daemon_on(database_url: str, folder: Path, lmtp_port: int) -> RunningD
          "--lmtp", f"127.0.0.1:{lmtp_port}"],
         env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=folder,
     )  # fmt: skip
-    daemon = RunningDaemon(process, 0, lmtp_port, log_path)
+    daemon = RunningDaemon(process, {"lmtp": lmtp_port}, log_path)
 
     def up() -> bool:
         if process.poll() is not None:

@@ -36,7 +36,7 @@ def test_bcc_message_becomes_an_engagement(daemon: RunningDaemon, cli: Cli) -> N
     assert code == 250
     assert text.startswith(b"2.0.0 queued as eng_")
     [engagement] = engagements(cli, account.slug)
-    assert text.decode().endswith(str(engagement["id"]))
+    assert text.decode().endswith(f"queued as {engagement['id']}")
     assert engagement["kind"] == "bcc"
     assert engagement["direction"] == "outgoing"
     assert engagement["owner"] == "rita@acme.test"
@@ -68,7 +68,7 @@ def test_retry_and_second_address_give_one_engagement(daemon: RunningDaemon, cli
     again = send(daemon, raw, [account.bcc, account.reply], "rita@acme.test")
     assert first[0] == again[0] == 250
     [engagement] = engagements(cli, account.slug)
-    assert again[1].decode().endswith(str(engagement["id"]))
+    assert again[1].decode().endswith(f"Already logged as {engagement['id']}")
     assert len(cli("contacts", "list", "acme", "--json").splitlines()) == 3
 
 

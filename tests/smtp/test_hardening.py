@@ -258,11 +258,8 @@ def test_starttls_required_tls_and_implicit_tls(
 ) -> None:
     account = make_account(cli)
     cert, key = _certificate(tmp_path)
-    from tests.conftest import free_port
-
-    smtps_port = free_port()
     daemon = start_daemon(database_url, tmp_path, tls_cert_file=str(cert), tls_key_file=str(key),
-                          require_tls="true", smtps_listen=f"127.0.0.1:{smtps_port}")  # fmt: skip
+                          require_tls="true", smtps_listen="127.0.0.1:0")  # fmt: skip
     context = ssl.create_default_context(cafile=str(cert))
     context.check_hostname = False
     try:
@@ -278,7 +275,9 @@ def test_starttls_required_tls_and_implicit_tls(
             client.rcpt(account.bcc)
             assert client.data(read_data("bcc_simple.eml"))[0] == 250
         raw = read_data("bcc_role_addresses.eml")
-        with smtplib.SMTP_SSL("127.0.0.1", smtps_port, timeout=30, context=context) as client:
+        with smtplib.SMTP_SSL(
+            "127.0.0.1", daemon.ports["smtps"], timeout=30, context=context
+        ) as client:
             client.ehlo("tls.test")
             assert not client.has_extn("starttls")
             client.mail("rita@acme.test")

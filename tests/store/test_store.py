@@ -223,6 +223,6 @@ def test_decision_json_matches_design(store: Store) -> None:
     keys = set(draft.as_dict())
     assert keys == {"kind", "direction", "owner", "subject", "occurred_at", "message_id", "from",
                     "to", "cc", "body_text", "attachments", "contacts", "companies", "deals",
-                    "thread_id", "note"}  # fmt: skip
+                    "thread_id", "note", "extracted"}  # fmt: skip
     assert set(store.engagements("acme")[0]) == keys | {"id"}
     assert dataclasses.asdict(decision.trace[0]).keys() == {"stage", "outcome", "detail"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
+import capture_server.store.integration_models
 import capture_server.store.models  # noqa: F401  (registers the tables)
 
 engine = context.config.attributes["engine"]

@@ -1,0 +1,180 @@
+"""Enrichment and integration: extractors (named patterns) and webhooks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from capture_server.cli.common import (
+    SlugArg,
+    app,
+    fail,
+    open_store,
+    out,
+    print_json,
+    settings,
+)
+from capture_server.store import enrichment, webhooks
+from capture_server.store.repositories import StoreError
+
+extractor_app = typer.Typer(
+    help="Named google-re2 patterns over subject and body; values are kept on the engagement."
+)
+webhook_app = typer.Typer(help="HTTPS endpoints told of new engagements, contacts, rejections.")
+app.add_typer(extractor_app, name="extractor")
+app.add_typer(webhook_app, name="webhook")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="JSON output, one object per line")]
+
+
+# -- extractors -----------------------------------------------------------------------------
+
+
+@extractor_app.command("add")
+def extractor_add(
+    slug: SlugArg,
+    name: Annotated[str, typer.Argument(help='key in the engagement\'s "extracted" object')],
+    pattern: Annotated[
+        str, typer.Argument(help="google-re2 syntax, case-insensitive; the first group is kept")
+    ],
+) -> None:
+    """Add (or replace) an extractor; a pattern re2 does not compile is refused."""
+    store = open_store(settings())
+    try:
+        enrichment.add_extractor(store, slug, name, pattern)
+    except StoreError as error:
+        fail(str(error))
+    out.print(f"extractor {name.strip().lower()} saved for {slug}", markup=False)
+
+
+@extractor_app.command("list")
+def extractor_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
+    """The account's extractors."""
+    store = open_store(settings())
+    try:
+        rows = enrichment.extractors(store, slug)
+    except StoreError as error:
+        fail(str(error))
+    for row in rows:
+        if as_json:
+            print_json(row)
+        else:
+            out.print(f"{row['name']}  {row['pattern']}", markup=False)
+
+
+@extractor_app.command("remove")
+def extractor_remove(
+    slug: SlugArg, name: Annotated[str, typer.Argument(help="the extractor's name")]
+) -> None:
+    """Stop extracting NAME (values already found stay)."""
+    store = open_store(settings())
+    try:
+        enrichment.remove_extractor(store, slug, name)
+    except StoreError as error:
+        fail(str(error))
+    out.print(f"extractor {name} removed from {slug}", markup=False)
+
+
+# -- webhooks -------------------------------------------------------------------------------
+
+
+@webhook_app.command("add")
+def webhook_add(
+    slug: SlugArg,
+    url: Annotated[str, typer.Argument(help="https://... (http only to loopback)")],
+    event: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event",
+            help=f"one of {', '.join(webhooks.EVENTS)}; repeat for several (default: all)",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add an endpoint; prints the signing secret (shown only now)."""
+    store = open_store(settings())
+    try:
+        added = webhooks.add_webhook(store, slug, url, event or [])
+    except StoreError as error:
+        fail(str(error))
+    if as_json:
+        print_json(added)
+        return
+    out.print(f"webhook {added['id']} -> {added['url']} ({', '.join(added['events'])})")
+    out.print(f"signing secret (shown once): {added['secret']}", markup=False)
+
+
+@webhook_app.command("list")
+def webhook_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
+    """The account's webhooks (secrets are never shown again)."""
+    store = open_store(settings())
+    try:
+        rows = webhooks.list_webhooks(store, slug)
+    except StoreError as error:
+        fail(str(error))
+    for row in rows:
+        if as_json:
+            print_json(row)
+        else:
+            out.print(f"{row['id']}  {row['url']}  {' '.join(row['events'])}", markup=False)
+
+
+@webhook_app.command("remove")
+def webhook_remove(
+    slug: SlugArg, which: Annotated[str, typer.Argument(metavar="ID|URL", help="id or URL")]
+) -> None:
+    """Remove a webhook and its delivery log (pending deliveries are dropped)."""
+    store = open_store(settings())
+    try:
+        count = webhooks.remove_webhook(store, slug, which)
+    except StoreError as error:
+        fail(str(error))
+    out.print(f"{count} webhook(s) removed from {slug}", markup=False)
+
+
+@webhook_app.command("deliveries")
+def webhook_deliveries(
+    slug: SlugArg,
+    status: Annotated[
+        str | None, typer.Option("--status", help="pending, delivered or failed")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10000, help="at most this many")
+    ] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """The delivery log, newest first."""
+    if status is not None and status not in ("pending", "delivered", "failed"):
+        fail("--status is pending, delivered or failed")
+    store = open_store(settings())
+    try:
+        rows = webhooks.deliveries(store, slug, status, limit)
+    except StoreError as error:
+        fail(str(error))
+    for row in rows:
+        if as_json:
+            print_json(row)
+        else:
+            detail = row["last_error"] or (f"HTTP {row['last_status']}" if row["attempts"] else "")
+            out.print(
+                f"{row['id']}  {row['event']}  {row['status']}  "
+                f"attempts {row['attempts']}  {detail}",
+                markup=False,
+            )
+
+
+@webhook_app.command("retry")
+def webhook_retry(
+    slug: SlugArg,
+    delivery: Annotated[
+        list[str] | None, typer.Argument(help="delivery ids (default: every failed one)")
+    ] = None,
+) -> None:
+    """Send failed deliveries again: the running daemon picks them up at once."""
+    store = open_store(settings())
+    try:
+        count = webhooks.retry(store, slug, delivery or [])
+    except StoreError as error:
+        fail(str(error))
+    out.print(f"{count} deliver(ies) queued again", markup=False)

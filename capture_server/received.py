@@ -1,0 +1,48 @@
+"""The received message's own From and Message-ID, read from its header section alone.
+
+Kept on every capture event (a forward's engagement describes the original instead), so
+`events --sender` finds the From and `ingest` recognises a message it has already stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+from capture_server.pipeline.parse import header_section_size, mailboxes_of, message_ids
+
+# A header section larger than this is cut: the two headers are near the top in real mail.
+MAX_HEADER_SCAN = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ReceivedKeys:
+    message_id: str | None
+    from_address: str | None  # lower-case
+
+
+def received_keys(raw: bytes) -> ReceivedKeys:
+    section = raw[: min(header_section_size(raw), MAX_HEADER_SCAN)] + b"\r\n\r\n"
+    message = BytesParser(policy=policy.default).parsebytes(section, headersonly=True)
+    assert isinstance(message, EmailMessage)
+    return ReceivedKeys(_message_id(message), _from(message))
+
+
+def _message_id(message: EmailMessage) -> str | None:
+    try:
+        value = str(message.get("message-id", "") or "").strip()
+    except Exception:  # a malformed header is no key, never a crash
+        return None
+    token = next(message_ids(value), None) or value or None
+    return token[:998] if token else None
+
+
+def _from(message: EmailMessage) -> str | None:
+    try:
+        header = message.get("from")
+        found = next(mailboxes_of(getattr(header, "addresses", ())), None)
+    except Exception:
+        return None
+    return found.address.lower()[:320] if found else None

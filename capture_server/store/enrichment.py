@@ -1,0 +1,260 @@
+"""Extractors, the values they find, deal references, and the hooks `Store.record` calls.
+
+The hooks run inside record's transaction: values, deal links and webhook outbox rows
+commit with the engagement and its event, or not at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import Session, col, select
+
+from capture_server.pipeline.enrich import check_pattern
+from capture_server.pipeline.message import (
+    Action,
+    CaptureTarget,
+    Decision,
+    EngagementDraft,
+    Extractor,
+    TraceEntry,
+)
+from capture_server.store import webhooks
+from capture_server.store.integration_models import EngagementValue, ExtractorRow
+from capture_server.store.models import Company, Contact, Deal, EngagementDeal, utcnow
+
+if TYPE_CHECKING:
+    from capture_server.store.repositories import Store
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")  # sees only what an admin typed
+MAX_EXTRACTORS = 50
+
+
+def _store_error(message: str) -> Exception:
+    from capture_server.store.repositories import StoreError
+
+    return StoreError(message)
+
+
+# -- extractors (the admin's commands) ----------------------------------------------------------
+
+
+def add_extractor(store: Store, slug: str, name: str, pattern: str) -> None:
+    name = name.strip().lower()
+    if not _NAME.match(name):
+        raise _store_error(
+            f"extractor name {name!r}: 1-40 lower-case letters, digits or _, a letter first"
+        )
+    try:
+        check_pattern(pattern)
+    except ValueError as error:
+        raise _store_error(str(error)) from None
+    account_id = store.account_id(slug)
+    with store._write() as session:
+        rows = session.exec(select(ExtractorRow).where(ExtractorRow.account_id == account_id))
+        existing = {row.name: row for row in rows}
+        if name in existing:
+            row = existing[name]
+            row.pattern = pattern  # re-adding a name replaces its pattern
+        elif len(existing) >= MAX_EXTRACTORS:
+            raise _store_error(f"an account has at most {MAX_EXTRACTORS} extractors")
+        else:
+            row = ExtractorRow(account_id=account_id, name=name, pattern=pattern)
+        session.add(row)
+
+
+def extractors(store: Store, slug: str) -> list[dict[str, Any]]:
+    account_id = store.account_id(slug)
+    with store._read() as session:
+        rows = session.exec(
+            select(ExtractorRow)
+            .where(ExtractorRow.account_id == account_id)
+            .order_by(col(ExtractorRow.name))
+        )
+        return [
+            {"name": row.name, "pattern": row.pattern, "created_at": row.created_at.isoformat()}
+            for row in rows
+        ]
+
+
+def remove_extractor(store: Store, slug: str, name: str) -> None:
+    account_id = store.account_id(slug)
+    with store._write() as session:
+        row = session.exec(
+            select(ExtractorRow).where(
+                ExtractorRow.account_id == account_id, ExtractorRow.name == name.strip().lower()
+            )
+        ).first()
+        if row is None:
+            raise _store_error(f"no extractor {name!r} in account {slug!r}")
+        session.delete(row)  # values already found stay on their engagements
+
+
+def account_extractors(store: Store, account_id: int) -> tuple[Extractor, ...]:
+    """What the enrich stage runs, read with the snapshot before the pipeline."""
+    with store._read() as session:
+        rows = session.exec(
+            select(ExtractorRow.name, ExtractorRow.pattern)
+            .where(ExtractorRow.account_id == account_id)
+            .order_by(col(ExtractorRow.name))
+        )
+        return tuple(Extractor(name, pattern) for name, pattern in rows)
+
+
+def extracted_values(session: Session, engagement_id: str) -> dict[str, list[str]]:
+    """The "extracted" key of the engagement JSON."""
+    found: dict[str, list[str]] = {}
+    for name, value in session.exec(
+        select(EngagementValue.name, EngagementValue.value)
+        .where(EngagementValue.engagement_id == engagement_id)
+        .order_by(col(EngagementValue.name), col(EngagementValue.position))
+    ):
+        found.setdefault(name, []).append(value)
+    return found
+
+
+# -- hooks of Store.record ------------------------------------------------------------------
+
+
+def known_contacts(session: Session, account_id: int, draft: EngagementDraft) -> set[str]:
+    """Contacts that exist before the write: the others are created by it."""
+    wanted = [mailbox.key for mailbox in draft.contacts]
+    if not wanted:
+        return set()
+    return set(
+        session.exec(
+            select(Contact.primary_address).where(
+                Contact.account_id == account_id, col(Contact.primary_address).in_(wanted)
+            )
+        )
+    )
+
+
+def engagement_written(
+    session: Session,
+    target: CaptureTarget,
+    decision: Decision,
+    engagement_id: str,
+    known: set[str],
+) -> Decision:
+    """Values and referenced deals of a new engagement, and its webhook events.
+
+    Returns the decision with a trace line for deal references (a missing deal is told).
+    """
+    draft = decision.draft
+    assert draft is not None
+    _write_values(session, engagement_id, draft.extracted)
+    trace = decision.trace
+    if draft.referenced_deals:
+        linked, missing = _link_deals(session, target.account_id, engagement_id, draft)
+        parts = []
+        if linked:
+            parts.append("linked deal(s) " + ", ".join(map(str, linked)))
+        if missing:
+            parts.append("no deal " + ", ".join(map(str, missing)) + " in this account")
+        outcome = "pass" if not missing else "warn"
+        trace = (*trace, TraceEntry("references", outcome, "; ".join(parts)))
+    deals = sorted(
+        session.exec(select(EngagementDeal.deal_id).where(EngagementDeal.engagement_id ==
+                                                          engagement_id))
+    )  # fmt: skip
+    webhooks.enqueue(
+        session,
+        target,
+        webhooks.ENGAGEMENT_CREATED,
+        engagement_id,
+        {"engagement": _engagement_payload(engagement_id, draft, deals)},
+    )
+    for mailbox in draft.contacts:
+        if mailbox.key in known:
+            continue
+        row = session.exec(
+            select(Contact, Company.domain)
+            .join(Company, col(Company.id) == Contact.company_id, isouter=True)
+            .where(Contact.account_id == target.account_id,
+                   Contact.primary_address == mailbox.key)
+        ).first()  # fmt: skip
+        if row is None:
+            continue  # not created (policy, tombstone)
+        contact, company = row
+        webhooks.enqueue(
+            session,
+            target,
+            webhooks.CONTACT_CREATED,
+            str(contact.id),
+            {"contact": {"id": contact.id, "address": contact.primary_address,
+                         "name": contact.name, "company": company,
+                         "engagement_id": engagement_id}},
+        )  # fmt: skip
+    return dataclasses.replace(decision, trace=trace)
+
+
+def event_written(
+    session: Session, target: CaptureTarget, decision: Decision, event_id: str, smtp_reply: str
+) -> None:
+    if decision.action is Action.REJECT:
+        webhooks.enqueue(
+            session,
+            target,
+            webhooks.MESSAGE_REJECTED,
+            event_id,
+            {"event": {"id": event_id, "kind": target.kind.value,
+                       "reason": decision.reason.value, "smtp_reply": smtp_reply}},
+        )  # fmt: skip
+
+
+def _write_values(
+    session: Session, engagement_id: str, extracted: Mapping[str, tuple[str, ...]]
+) -> None:
+    for name, values in extracted.items():
+        for position, value in enumerate(values):
+            session.add(
+                EngagementValue(
+                    engagement_id=engagement_id, name=name, position=position, value=value
+                )
+            )
+
+
+def _link_deals(
+    session: Session, account_id: int, engagement_id: str, draft: EngagementDraft
+) -> tuple[list[int], list[int]]:
+    wanted = list(draft.referenced_deals)
+    existing = set(
+        session.exec(select(Deal.id).where(Deal.account_id == account_id, col(Deal.id).in_(wanted)))
+    )
+    already = set(
+        session.exec(select(EngagementDeal.deal_id).where(EngagementDeal.engagement_id ==
+                                                          engagement_id))
+    )  # fmt: skip
+    linked = [deal_id for deal_id in wanted if deal_id in existing]
+    for deal_id in linked:
+        if deal_id not in already:
+            session.add(EngagementDeal(engagement_id=engagement_id, deal_id=deal_id))
+    session.flush()
+    return linked, [deal_id for deal_id in wanted if deal_id not in existing]
+
+
+def _engagement_payload(
+    engagement_id: str, draft: EngagementDraft, deals: list[int]
+) -> dict[str, Any]:
+    """What a webhook receiver learns: the engagement without its body (sharing applied)."""
+    email = draft.email
+    return {
+        "id": engagement_id,
+        "kind": draft.kind.value,
+        "direction": draft.direction.value,
+        "owner": draft.owner,
+        "subject": email.subject,
+        "occurred_at": email.occurred_at.isoformat() if email.occurred_at else None,
+        "message_id": email.message_id,
+        "from": email.sender.as_dict() if email.sender else None,
+        "contacts": [mailbox.key for mailbox in draft.contacts],
+        "companies": list(draft.companies),
+        "deals": deals,
+        "thread_id": draft.thread_id,
+        "extracted": {name: list(values) for name, values in draft.extracted.items()},
+        "logged_at": utcnow().isoformat(),
+    }

@@ -1,0 +1,78 @@
+"""The account caches: every write to what they hold bumps the account's version (triggers)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from capture_server.pipeline.message import AccountRules
+from capture_server.store import rules
+from capture_server.store.cache import WATCHED, account_version, install_triggers, trigger_name
+from capture_server.store.db import migrate
+from capture_server.store.repositories import Store
+
+RULES = AccountRules()
+
+
+def _version(engine: Engine, account_id: int) -> int:
+    with Session(engine) as session:
+        return account_version(session, account_id)
+
+
+def test_every_watched_table_has_its_triggers_after_migrate(engine: Engine) -> None:
+    with engine.begin() as connection:
+        assert install_triggers(connection) == []  # the migration installed all of them
+    migrate(engine)  # idempotent
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"DROP TRIGGER {trigger_name('never_log', 'insert')}"
+            + ("" if engine.dialect.name == "sqlite" else " ON never_log")
+        )
+    migrate(engine)  # as after a SQLite batch migration rebuilt the table: put back
+    with engine.begin() as connection:
+        assert install_triggers(connection) == []
+    assert len(WATCHED) == 8
+
+
+def test_writes_bump_the_version_and_other_stores_see_them(engine: Engine) -> None:
+    daemon, admin = Store(engine), Store(engine)  # two processes' caches, one database
+    secret = admin.server_secret()
+    bcc = admin.create_account("acme", "Acme", ["acme.test"], "capture.localhost", secret)
+    admin.add_user("acme", "rita@acme.test")
+    target = daemon.resolve_capture_address(bcc["bcc_address"])
+    assert target is not None
+    account_id = target.account_id
+    first = daemon.snapshot(account_id, (), RULES)
+    assert set(first.addresses) == {"rita@acme.test"} and not first.never_log
+    assert daemon.snapshot(account_id, (), RULES).users is first.users  # served from the cache
+
+    before = _version(engine, account_id)
+    admin.add_user("acme", "sam@acme.test", aliases=["sales@acme.test"])
+    assert _version(engine, account_id) > before
+    assert set(daemon.snapshot(account_id, (), RULES).addresses) == {
+        "rita@acme.test", "sam@acme.test", "sales@acme.test"
+    }  # fmt: skip
+
+    rules.add_never_log(admin, "acme", "blocked.test")
+    assert daemon.snapshot(account_id, (), RULES).never_log == {"blocked.test"}
+
+    admin.set_account_setting("acme", "max_body_bytes", "10", RULES)
+    assert daemon.account_rules(account_id, RULES).max_body_bytes == 10
+    assert daemon.snapshot(account_id, (), RULES).rules.max_body_bytes == 10
+
+    admin.tombstone(account_id, "gone@globex.test")
+    assert len(daemon.snapshot(account_id, (), RULES).tombstones) == 1
+
+    # Raw SQL (another tool, a future write path) is caught as well.
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO account_domain (account_id, domain) VALUES (:a, 'acme.example')"),
+            {"a": account_id},
+        )
+    assert daemon.snapshot(account_id, (), RULES).domains == {"acme.test", "acme.example"}
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE capture_address SET retired_at = CURRENT_TIMESTAMP WHERE account_id = :a"),
+            {"a": account_id},
+        )
+    assert daemon.resolve_capture_address(bcc["bcc_address"]) is None
