@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     metrics_listen: str = Field(
         "", description="HTTP HOST:PORT serving /metrics (Prometheus) and /healthz; empty: off"
     )
+    api_listen: str = Field(
+        "", description="HTTP HOST:PORT of the read API (/v1/..., bearer tokens); empty: off"
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a terminal, JSON otherwise"
     )
@@ -143,7 +146,7 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(10.0, gt=0, description="One POST to a receiver")
     webhook_poll_seconds: float = Field(1.0, gt=0, description="How often the outbox is read")
 
-    @field_validator("smtp_listen", "lmtp_listen", "smtps_listen", "metrics_listen")
+    @field_validator("smtp_listen", "lmtp_listen", "smtps_listen", "metrics_listen", "api_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         if value:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from capture_server import metrics
+from capture_server.api.server import ApiServer
 from capture_server.capture import CaptureService
 from capture_server.config import Settings, parse_listen
 from capture_server.logging import configure_logging, get_logger
@@ -65,6 +66,7 @@ class Daemon:
         self.webhooks = WebhookWorker(store, settings)  # sends the outbox in the background
         self.guard = SessionGuard(settings)
         self.tls_context = tls_context(settings)
+        self.api: ApiServer | None = None  # the read API, when api_listen is set
 
     def _factory(self, protocol: str, implicit_tls: bool = False) -> Callable[[], Any]:
         handler = CaptureHandler(self.service, protocol, self.in_flight, self.notifier)
@@ -126,6 +128,10 @@ class Daemon:
             self.servers.append(server)
             address = server.sockets[0].getsockname()
             bound.append(("metrics", str(address[0]), int(address[1])))
+        if self.settings.api_listen:
+            self.api = ApiServer(self.service.store, self.settings.api_listen,
+                                 self.settings.drain_seconds)  # fmt: skip
+            bound.append(("api", *await self.api.start()))
         for protocol, host, port in bound:
             log.info("listening", protocol=protocol, host=host, port=port)
         self.webhooks.start()
@@ -186,6 +192,8 @@ class Daemon:
             await server.wait_closed()
         await self.notifier.drain(max(0.0, deadline - asyncio.get_running_loop().time()))
         await self.webhooks.stop(deadline - asyncio.get_running_loop().time())
+        if self.api is not None:
+            await self.api.stop(deadline - asyncio.get_running_loop().time())
         log.info("stopped", unfinished_transactions=left)
 
     async def run(self) -> None:

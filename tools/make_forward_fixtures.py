@@ -48,6 +48,22 @@ To: Rita Rep <rita@acme.test>
 {body}
 """,
     ),
+    "gmail_ios": (
+        "Fwd: Pricing question",
+        """{note}
+
+Sent from Gmail Mobile
+
+---------- Forwarded message ---------
+From: Paula Prospect <paula@umbrella.test>
+Date: Thu, 5 Nov 2026 at 16:45
+Subject: Pricing question
+To: Rita Rep <rita@acme.test>
+
+
+{body}
+""",
+    ),
     "apple_mail": (
         "Fwd: Pricing question",
         """{note}

@@ -8,12 +8,14 @@ import sys
 from capture_server.cli import (  # noqa: F401
     accounts,
     admin,
+    api,
     archive,
     auth,
     capture,
     core,
     health,
     integration,
+    profiles,
     quarantine,
     rules,
 )

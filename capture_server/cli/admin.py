@@ -20,6 +20,7 @@ from capture_server.cli.common import (
     out,
     print_json,
     settings,
+    with_store,
 )
 from capture_server.pipeline.message import Action, Kind, Reason
 from capture_server.store import operations
@@ -80,11 +81,7 @@ def account_list(as_json: JsonLines = False) -> None:
 @account_app.command("show")
 def account_show(slug: Slug, as_json: JsonLine = False) -> None:
     """Show one account: domains, capture addresses (current and retired), users, sizes."""
-    store = open_store(settings())
-    try:
-        detail = operations.account_detail(store, slug)
-    except StoreError as error:
-        fail(str(error))
+    detail = with_store(lambda store: operations.account_detail(store, slug))
     if as_json:
         print_json(detail)
         return
@@ -150,11 +147,7 @@ def contacts_merge(
     as_json: JsonLine = False,
 ) -> None:
     """Merge two contacts: addresses, engagements and deals move to the kept one."""
-    store = open_store(settings())
-    try:
-        report = operations.merge_contacts(store, slug, keep, merged)
-    except StoreError as error:
-        fail(str(error))
+    report = with_store(lambda store: operations.merge_contacts(store, slug, keep, merged))
     if as_json:
         print_json(report)
         return
@@ -224,11 +217,7 @@ def events_list(
         since=parse_since(since),
         limit=limit,
     )
-    store = open_store(settings())
-    try:
-        rows = operations.events(store, slug, wanted)
-    except StoreError as error:
-        fail(str(error))
+    rows = with_store(lambda store: operations.events(store, slug, wanted))
     if as_json:
         for row in rows:
             print_json(row)
@@ -254,11 +243,7 @@ def events_show(
     as_json: JsonLine = False,
 ) -> None:
     """One capture event whole: envelope, headers, decision, every stage of the trace."""
-    store = open_store(settings())
-    try:
-        event = operations.event_detail(store, slug, event_id)
-    except StoreError as error:
-        fail(str(error))
+    event = with_store(lambda store: operations.event_detail(store, slug, event_id))
     if as_json:
         print_json(event)
         return
@@ -290,11 +275,7 @@ def stats(
     as_json: JsonLine = False,
 ) -> None:
     """Messages by decision and reason, engagements, contacts, companies, top senders."""
-    store = open_store(settings())
-    try:
-        report = operations.stats(store, slug, parse_since(since))
-    except StoreError as error:
-        fail(str(error))
+    report = with_store(lambda store: operations.stats(store, slug, parse_since(since)))
     if as_json:
         print_json(report)
         return

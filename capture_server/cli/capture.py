@@ -38,6 +38,7 @@ from capture_server.cli.common import (
     out,
     print_json,
     settings,
+    with_store,
 )
 from capture_server.logging import configure_logging
 from capture_server.pipeline.message import (
@@ -49,7 +50,7 @@ from capture_server.pipeline.message import (
 from capture_server.received import received_keys
 from capture_server.smtp import replies
 from capture_server.store.operations import already_stored
-from capture_server.store.repositories import Store, StoreError, StoreUnavailable, new_id
+from capture_server.store.repositories import Store, StoreUnavailable, new_id
 
 
 @engagements_app.command("list")
@@ -59,11 +60,7 @@ def engagements_list(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
 ) -> None:
     """List logged emails."""
-    store = open_store(settings())
-    try:
-        rows = store.engagements(slug, thread_id=thread)
-    except StoreError as error:
-        fail(str(error))
+    rows = with_store(lambda store: store.engagements(slug, thread_id=thread))
     if as_json:
         for row in rows:
             print_json(row)
@@ -92,11 +89,7 @@ def contacts_list(
     ] = False,
 ) -> None:
     """List contacts."""
-    store = open_store(settings())
-    try:
-        rows = store.contacts(slug, include_deleted=show_all)
-    except StoreError as error:
-        fail(str(error))
+    rows = with_store(lambda store: store.contacts(slug, include_deleted=show_all))
     if as_json:
         for row in rows:
             print_json(row)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -13,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from capture_server.config import ConfigError, Settings, load_settings
 from capture_server.store.db import DatabaseConfigError, is_up_to_date, make_engine
-from capture_server.store.repositories import Store
+from capture_server.store.repositories import Store, StoreError
 
 app = typer.Typer(
     help="capture-server: turn BCC'd, forwarded and replied email into CRM activity.",
@@ -63,6 +64,18 @@ def open_store(current: Settings, *, require_schema: bool = True) -> Store:
         fail(str(error), 2)
     except DBAPIError as error:
         fail(f"cannot reach the database: {first_line(error)}")
+
+
+T = TypeVar("T")
+
+
+def with_store(action: Callable[[Store], T]) -> T:
+    """Open the store, run one action on it; a user's mistake becomes a one-line error."""
+    store = open_store(settings())
+    try:
+        return action(store)
+    except StoreError as error:
+        fail(str(error))
 
 
 def first_line(error: BaseException) -> str:

@@ -10,13 +10,11 @@ from capture_server.cli.common import (
     SlugArg,
     app,
     fail,
-    open_store,
     out,
     print_json,
-    settings,
+    with_store,
 )
 from capture_server.store import enrichment, webhooks
-from capture_server.store.repositories import StoreError
 
 extractor_app = typer.Typer(
     help="Named google-re2 patterns over subject and body; values are kept on the engagement."
@@ -40,22 +38,14 @@ def extractor_add(
     ],
 ) -> None:
     """Add (or replace) an extractor; a pattern re2 does not compile is refused."""
-    store = open_store(settings())
-    try:
-        enrichment.add_extractor(store, slug, name, pattern)
-    except StoreError as error:
-        fail(str(error))
+    with_store(lambda store: enrichment.add_extractor(store, slug, name, pattern))
     out.print(f"extractor {name.strip().lower()} saved for {slug}", markup=False)
 
 
 @extractor_app.command("list")
 def extractor_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
     """The account's extractors."""
-    store = open_store(settings())
-    try:
-        rows = enrichment.extractors(store, slug)
-    except StoreError as error:
-        fail(str(error))
+    rows = with_store(lambda store: enrichment.extractors(store, slug))
     for row in rows:
         if as_json:
             print_json(row)
@@ -68,11 +58,7 @@ def extractor_remove(
     slug: SlugArg, name: Annotated[str, typer.Argument(help="the extractor's name")]
 ) -> None:
     """Stop extracting NAME (values already found stay)."""
-    store = open_store(settings())
-    try:
-        enrichment.remove_extractor(store, slug, name)
-    except StoreError as error:
-        fail(str(error))
+    with_store(lambda store: enrichment.remove_extractor(store, slug, name))
     out.print(f"extractor {name} removed from {slug}", markup=False)
 
 
@@ -93,11 +79,7 @@ def webhook_add(
     as_json: JsonFlag = False,
 ) -> None:
     """Add an endpoint; prints the signing secret (shown only now)."""
-    store = open_store(settings())
-    try:
-        added = webhooks.add_webhook(store, slug, url, event or [])
-    except StoreError as error:
-        fail(str(error))
+    added = with_store(lambda store: webhooks.add_webhook(store, slug, url, event or []))
     if as_json:
         print_json(added)
         return
@@ -108,11 +90,7 @@ def webhook_add(
 @webhook_app.command("list")
 def webhook_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
     """The account's webhooks (secrets are never shown again)."""
-    store = open_store(settings())
-    try:
-        rows = webhooks.list_webhooks(store, slug)
-    except StoreError as error:
-        fail(str(error))
+    rows = with_store(lambda store: webhooks.list_webhooks(store, slug))
     for row in rows:
         if as_json:
             print_json(row)
@@ -125,11 +103,7 @@ def webhook_remove(
     slug: SlugArg, which: Annotated[str, typer.Argument(metavar="ID|URL", help="id or URL")]
 ) -> None:
     """Remove a webhook and its delivery log (pending deliveries are dropped)."""
-    store = open_store(settings())
-    try:
-        count = webhooks.remove_webhook(store, slug, which)
-    except StoreError as error:
-        fail(str(error))
+    count = with_store(lambda store: webhooks.remove_webhook(store, slug, which))
     out.print(f"{count} webhook(s) removed from {slug}", markup=False)
 
 
@@ -147,11 +121,7 @@ def webhook_deliveries(
     """The delivery log, newest first."""
     if status is not None and status not in ("pending", "delivered", "failed"):
         fail("--status is pending, delivered or failed")
-    store = open_store(settings())
-    try:
-        rows = webhooks.deliveries(store, slug, status, limit)
-    except StoreError as error:
-        fail(str(error))
+    rows = with_store(lambda store: webhooks.deliveries(store, slug, status, limit))
     for row in rows:
         if as_json:
             print_json(row)
@@ -172,9 +142,5 @@ def webhook_retry(
     ] = None,
 ) -> None:
     """Send failed deliveries again: the running daemon picks them up at once."""
-    store = open_store(settings())
-    try:
-        count = webhooks.retry(store, slug, delivery or [])
-    except StoreError as error:
-        fail(str(error))
+    count = with_store(lambda store: webhooks.retry(store, slug, delivery or []))
     out.print(f"{count} deliver(ies) queued again", markup=False)

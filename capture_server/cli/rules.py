@@ -13,15 +13,13 @@ from capture_server.cli.common import (
     SlugArg,
     app,
     fail,
-    open_store,
     out,
     print_json,
-    settings,
     user_app,
+    with_store,
 )
 from capture_server.pipeline.message import AddressKind, SharingLevel
 from capture_server.store import rules
-from capture_server.store.repositories import StoreError
 
 never_log_app = typer.Typer(
     help="Addresses and domains (subdomains included) whose mail is never logged."
@@ -55,11 +53,7 @@ def never_log_add(
     as_json: JsonFlag = False,
 ) -> None:
     """Never log mail with this address or domain; history is kept unless --purge."""
-    store = open_store(settings())
-    try:
-        report = rules.add_never_log(store, slug, pattern, purge=purge)
-    except StoreError as error:
-        fail(str(error))
+    report = with_store(lambda store: rules.add_never_log(store, slug, pattern, purge=purge))
     if as_json:
         print_json(report.as_dict())
         return
@@ -77,11 +71,7 @@ def never_log_add(
 @never_log_app.command("list")
 def never_log_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
     """The account's never-log list (one JSON object per line with --json)."""
-    store = open_store(settings())
-    try:
-        entries = rules.never_log_entries(store, slug)
-    except StoreError as error:
-        fail(str(error))
+    entries = with_store(lambda store: rules.never_log_entries(store, slug))
     if as_json:
         for entry in entries:
             print_json(entry)
@@ -96,11 +86,7 @@ def never_log_remove(
     pattern: Annotated[str, typer.Argument(help="the address or domain to log again")],
 ) -> None:
     """Log this address or domain again from now on (purged history does not come back)."""
-    store = open_store(settings())
-    try:
-        removed = rules.remove_never_log(store, slug, pattern)
-    except StoreError as error:
-        fail(str(error))
+    removed = with_store(lambda store: rules.remove_never_log(store, slug, pattern))
     out.print(f"{removed} removed from the never-log list of {slug}", markup=False)
 
 
@@ -121,11 +107,9 @@ def contact_delete(
     ] = False,
 ) -> None:
     """Delete a contact: hidden but still matched, or (--permanent) erased for good."""
-    store = open_store(settings())
-    try:
-        message = rules.delete_contact(store, slug, email, permanent=permanent)
-    except StoreError as error:
-        fail(str(error))
+    message = with_store(
+        lambda store: rules.delete_contact(store, slug, email, permanent=permanent)
+    )
     out.print(message, markup=False)
 
 
@@ -152,11 +136,9 @@ def user_address_add(
     kind: Annotated[ExtraKind, typer.Option("--kind", help="alias, connected or team")],
 ) -> None:
     """Give a user another address their mail may come from."""
-    store = open_store(settings())
-    try:
-        added = rules.add_user_address(store, slug, email, address, AddressKind(kind.value))
-    except StoreError as error:
-        fail(str(error))
+    added = with_store(
+        lambda store: rules.add_user_address(store, slug, email, address, AddressKind(kind.value))
+    )
     out.print(f"{added} ({kind.value}) added to {email.strip().lower()}", markup=False)
 
 
@@ -170,22 +152,14 @@ def user_address_remove(
     ] = None,
 ) -> None:
     """Remove one of a user's extra addresses (the login stays)."""
-    store = open_store(settings())
-    try:
-        removed = rules.remove_user_address(store, slug, email, address)
-    except StoreError as error:
-        fail(str(error))
+    removed = with_store(lambda store: rules.remove_user_address(store, slug, email, address))
     out.print(f"{removed} removed from {email.strip().lower()}", markup=False)
 
 
 @user_app.command("list")
 def user_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
     """Users and their addresses (one JSON object per line with --json)."""
-    store = open_store(settings())
-    try:
-        rows = rules.users(store, slug)
-    except StoreError as error:
-        fail(str(error))
+    rows = with_store(lambda store: rules.users(store, slug))
     if as_json:
         for row in rows:
             print_json(row)
@@ -204,11 +178,7 @@ def user_set_sharing(
     level: Annotated[SharingChoice, typer.Argument(help="metadata, subject or everything")],
 ) -> None:
     """What of this user's mail is kept from now on (logged emails are not rewritten)."""
-    store = open_store(settings())
-    try:
-        rules.set_sharing(store, slug, email, SharingLevel(level.value))
-    except StoreError as error:
-        fail(str(error))
+    with_store(lambda store: rules.set_sharing(store, slug, email, SharingLevel(level.value)))
     out.print(f"{email.strip().lower()}: sharing {level.value}", markup=False)
 
 
@@ -233,11 +203,9 @@ def deal_add(
             when = datetime.strptime(close_date, "%Y-%m-%d").replace(tzinfo=UTC)
         except ValueError:
             fail(f"--close-date {close_date!r} is not a date like 2026-12-31")
-    store = open_store(settings())
-    try:
-        deal_id = rules.add_deal(store, slug, name, contact, stage=stage, close_date=when)
-    except StoreError as error:
-        fail(str(error))
+    deal_id = with_store(
+        lambda store: rules.add_deal(store, slug, name, contact, stage=stage, close_date=when)
+    )
     if as_json:
         print_json({"id": deal_id})
         return
@@ -251,22 +219,14 @@ def deal_close(
     stage: Annotated[str, typer.Option("--stage", help="e.g. won or lost")] = "closed",
 ) -> None:
     """Close a deal: new emails no longer associate with it."""
-    store = open_store(settings())
-    try:
-        rules.close_deal(store, slug, deal_id, stage)
-    except StoreError as error:
-        fail(str(error))
+    with_store(lambda store: rules.close_deal(store, slug, deal_id, stage))
     out.print(f"deal {deal_id} closed ({stage})", markup=False)
 
 
 @deal_app.command("list")
 def deal_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
     """Deals and their contacts (one JSON object per line with --json)."""
-    store = open_store(settings())
-    try:
-        rows = rules.deals(store, slug)
-    except StoreError as error:
-        fail(str(error))
+    rows = with_store(lambda store: rules.deals(store, slug))
     if as_json:
         for row in rows:
             print_json(row)

@@ -10,6 +10,7 @@ from capture_server.pipeline.filter import filter_stage
 from capture_server.pipeline.match import match_stage
 from capture_server.pipeline.parse import parse_stage
 from capture_server.pipeline.shape import shape_stage
+from capture_server.pipeline.signature import signature_stage
 from capture_server.pipeline.thread import thread_stage
 from capture_server.pipeline.unwrap import unwrap_stage
 
@@ -23,6 +24,7 @@ STAGES: tuple[Stage, ...] = (
     filter_stage,
     match_stage,
     enrich_stage,
+    signature_stage,
     shape_stage,
 )
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from annotated_types import Ge
+from annotated_types import Ge, Le
 from pydantic import AfterValidator
 
 from capture_server.authentication.results import AuthenticationResults
@@ -207,6 +207,13 @@ class SharingLevel(StrEnum):
     EVERYTHING = "everything"
 
 
+class ForwardOriginal(StrEnum):
+    """Which message of a nested forward is the engagement."""
+
+    INNERMOST = "innermost"
+    OUTERMOST_EXTERNAL = "outermost_external"
+
+
 class ContactPolicy(StrEnum):
     OFF = "off"
     OUTGOING = "outgoing"
@@ -241,6 +248,8 @@ class AccountRules:
     """Per-account rule settings with the documented defaults."""
 
     contact_policy: ContactPolicy = ContactPolicy.ALL
+    # Nested forwards: the innermost original, or the first one from outside the account.
+    forward_original: ForwardOriginal = ForwardOriginal.INNERMOST
     role_local_parts: frozenset[str] = ROLE_LOCAL_PARTS
     free_mail_domains: frozenset[str] = FREE_MAIL_DOMAINS
     max_deals: int = 5
@@ -265,6 +274,9 @@ class AccountRules:
         r"\[deal:\s*(\d+)\]",
         r"#D-(\d+)\b",
     )
+    # A field read from an external sender's signature at least this sure fills an empty
+    # contact field; a less sure one is kept as a suggestion (`contacts suggestions`).
+    signature_confidence: Annotated[float, Ge(0), Le(1)] = 0.8
 
 
 @dataclass(frozen=True)
@@ -322,6 +334,19 @@ class TraceEntry:
 
 
 @dataclass(frozen=True)
+class ProfileField:
+    """A contact field read from the sender's signature (see enrichment/signature.py)."""
+
+    field: str  # name | job_title | company_name | phone | website
+    value: str
+    confidence: float  # 0..1
+    fill: bool  # at or above the account's signature_confidence: fills an empty field
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class EngagementDraft:
     """The engagement the store will write, before it has an id."""
 
@@ -344,6 +369,8 @@ class EngagementDraft:
     subject_hash: str | None = None  # of the normalised subject, for the subject fallback
     referenced_deals: tuple[int, ...] = ()  # named in subject or body ([deal:1234], #D-1234)
     extracted: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # extractor → values
+    profile_contact: str | None = None  # the sender whose signature gave profile
+    profile: tuple[ProfileField, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Engagement JSON of DESIGN.md section 4, without the store's id and deals."""
@@ -401,6 +428,8 @@ class Work:
     auth_from: Mailbox | None = None  # From as authentication read it; attribution uses it
     referenced_deals: tuple[int, ...] = ()
     extracted: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    profile_contact: str | None = None
+    profile: tuple[ProfileField, ...] = ()
 
     def advance(self, stage: str, outcome: str, detail: str, **changes: Any) -> Work:
         entry = TraceEntry(stage, outcome, detail)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import quopri
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -137,6 +140,21 @@ def parsed_from(message: EmailMessage) -> ParsedMessage:
     )
 
 
+def _attached_message_bytes(inner: Message, transfer_encoding: str) -> bytes:
+    """The attached message's bytes. RFC 2046 forbids encoding message/rfc822, but some clients
+    base64 or quoted-printable it anyway; the parser then sees the encoded text as a body."""
+    content = inner.as_bytes(policy=policy.SMTP)
+    encoding = transfer_encoding.strip().lower()
+    try:
+        if encoding == "base64":
+            return base64.b64decode(b"".join(content.split()), validate=False)
+        if encoding == "quoted-printable":
+            return quopri.decodestring(content.lstrip(b"\r\n"))
+    except (binascii.Error, ValueError):
+        pass
+    return content
+
+
 def header_section_size(raw: bytes) -> int:
     """Bytes before the first empty line (the whole message when there is none)."""
     ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
@@ -252,7 +270,9 @@ def _attachments(message: EmailMessage, defects: list[str]) -> tuple[list[Attach
             inner = part.get_payload()
             inner_message = inner[0] if isinstance(inner, list) and inner else None
             content = (
-                inner_message.as_bytes(policy=policy.SMTP)
+                _attached_message_bytes(
+                    inner_message, str(part.get("content-transfer-encoding", ""))
+                )
                 if isinstance(inner_message, Message)
                 else b""
             )

@@ -53,6 +53,8 @@ def shape_stage(work: Work) -> Work | Decision:
         referenced_deals=work.referenced_deals,
         # Values come from the subject and body: only where the owner shares everything.
         extracted=work.extracted if owner.sharing is SharingLevel.EVERYTHING else {},
+        profile_contact=work.profile_contact,
+        profile=work.profile,
     )
     detail = f"engagement for {owner.email}, sharing {owner.sharing.value}"
     if dropped:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
@@ -19,6 +20,7 @@ from capture_server.pipeline.message import (
     Decision,
     Direction,
     Email,
+    ForwardOriginal,
     Kind,
     Mailbox,
     ParsedMessage,
@@ -36,7 +38,14 @@ def unwrap_stage(work: Work) -> Work | Decision:
     if work.message.target.kind is not Kind.FORWARD:
         return work.advance(STAGE, "skip", f"{work.message.target.kind.value} address: as sent")
     outer = work.parsed
-    attached = _innermost_attached(outer)
+    outermost = work.snapshot.rules.forward_original is ForwardOriginal.OUTERMOST_EXTERNAL
+
+    def is_user(sender: Mailbox | None) -> bool:
+        return sender is not None and resolve_user(work.snapshot, sender.address)[0] is not None
+
+    attached = _attached(
+        outer, stop_at=(lambda p: not is_user(p.email.sender)) if outermost else None
+    )
     automated: str | None = None
     if attached is not None:
         inner, depth = attached
@@ -46,7 +55,12 @@ def unwrap_stage(work: Work) -> Work | Decision:
         # The original keeps its headers: list, bulk and auto-reply mail make no contacts.
         automated = automated_reason(inner, None)
     else:
-        block = parse_forwarded(outer.email.body_text, outer.email.subject)
+        block = parse_forwarded(outer.email.body_text, outer.email.subject, innermost=True)
+        if outermost:
+            # The first block from outside the account, else the innermost as by default.
+            first = parse_forwarded(outer.email.body_text, outer.email.subject, innermost=False)
+            if first is not None and first.sender and not is_user(_mailbox(first.sender)):
+                block = first
         if block is None:
             return work.decide(
                 STAGE,
@@ -82,8 +96,11 @@ def unwrap_stage(work: Work) -> Work | Decision:
     )
 
 
-def _innermost_attached(outer: ParsedMessage) -> tuple[ParsedMessage, int] | None:
-    """Follow attached messages down to the innermost one that carries no further forward.
+def _attached(
+    outer: ParsedMessage, stop_at: Callable[[ParsedMessage], bool] | None = None
+) -> tuple[ParsedMessage, int] | None:
+    """Follow attached messages down to the innermost one that carries no further forward,
+    or to the first one `stop_at` accepts (the outermost external sender, when configured).
 
     A forwarded bounce or report is the original itself, not a wrapper of the mail it quotes.
     """
@@ -93,6 +110,7 @@ def _innermost_attached(outer: ParsedMessage) -> tuple[ParsedMessage, int] | Non
         current.forwarded_parts
         and depth < MAX_ATTACHED_DEPTH
         and not (depth and current.content_type == "multipart/report")
+        and not (depth and stop_at is not None and stop_at(current))
     ):
         message = parse_bytes(current.forwarded_parts[0])
         assert isinstance(message, EmailMessage)
@@ -101,24 +119,26 @@ def _innermost_attached(outer: ParsedMessage) -> tuple[ParsedMessage, int] | Non
     return (current, depth) if depth else None
 
 
+def _mailbox(found: object) -> Mailbox | None:
+    """A forwarding.Mailbox as ours; None when the client printed a name without an address."""
+    address = getattr(found, "address", None)
+    if not address or "@" not in address:
+        return None
+    return Mailbox(address, getattr(found, "name", None))
+
+
 def _aware(when: datetime | None) -> datetime | None:
     # A printed date rarely names its zone; UTC is the honest guess, kept consistent.
     return when.replace(tzinfo=UTC) if when and when.tzinfo is None else when
 
 
 def _email_from_block(block: ForwardedBlock, outer: ParsedMessage) -> Email:
-    def mailbox(found: object) -> Mailbox | None:
-        address = getattr(found, "address", None)
-        if not address or "@" not in address:
-            return None
-        return Mailbox(address, getattr(found, "name", None))
-
     def mailboxes(found: tuple[object, ...]) -> tuple[Mailbox, ...]:
-        return tuple(m for m in (mailbox(item) for item in found) if m is not None)
+        return tuple(m for m in (_mailbox(item) for item in found) if m is not None)
 
     subject = block.subject or strip_forward_prefixes(outer.email.subject)
     return Email(
-        sender=mailbox(block.sender),
+        sender=_mailbox(block.sender),
         to=mailboxes(block.to),
         cc=mailboxes(block.cc),
         subject=subject,

@@ -62,3 +62,16 @@ class WebhookDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=Text, nullable=True)
     created_at: datetime = Field(sa_type=UTCDateTime, default_factory=utcnow)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token of the read API; the token itself is shown once and never stored."""
+
+    __tablename__ = "api_token"
+    id: str = Field(primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    name: str
+    token_hash: str = Field(unique=True)  # SHA-256 hex of the token
+    created_at: datetime = Field(sa_type=UTCDateTime, default_factory=utcnow)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)

@@ -145,7 +145,10 @@ class Company(SQLModel, table=True):
 
 class Contact(SQLModel, table=True):
     __tablename__ = "contact"
-    __table_args__ = (UniqueConstraint("account_id", "primary_address"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "primary_address"),
+        Index("ix_contact_account_created", "account_id", "created_at", "id"),  # API paging
+    )
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id")
     primary_address: str
@@ -154,6 +157,29 @@ class Contact(SQLModel, table=True):
     created_by: str = "capture"
     created_at: datetime = _when(default_factory=utcnow)
     deleted_at: datetime | None = _when(default=None, nullable=True)
+    # Profile fields (read from signatures or set by a person) and who set each one:
+    # JSON {"field": "capture"|"person"}; a field a person set is never overwritten by capture.
+    job_title: str | None = None
+    company_name: str | None = None
+    phone: str | None = None  # E.164
+    website: str | None = None
+    field_sources: str = Field(default="{}", sa_type=Text)
+
+
+class ContactSuggestion(SQLModel, table=True):
+    """A signature field not sure enough to fill a contact: an admin accepts or rejects it."""
+
+    __tablename__ = "contact_suggestion"
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id")
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    field: str
+    value: str
+    confidence: float
+    engagement_id: str | None = None  # where it was read; no foreign key (purges)
+    status: str = "pending"  # pending | accepted | rejected
+    created_at: datetime = _when(default_factory=utcnow)
+    decided_at: datetime | None = _when(default=None, nullable=True)
 
 
 class ContactAddress(SQLModel, table=True):
@@ -194,6 +220,7 @@ class Engagement(SQLModel, table=True):
         Index("ix_engagement_account_thread", "account_id", "thread_id"),
         Index("ix_engagement_account_message_id", "account_id", "message_id"),
         Index("ix_engagement_account_subject_hash", "account_id", "subject_hash"),
+        Index("ix_engagement_account_created", "account_id", "created_at", "id"),  # API paging
     )
     id: str = Field(primary_key=True)
     account_id: int = Field(foreign_key="account.id")

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from capture_server.capture_addresses import capture_address
 from capture_server.pipeline.message import Kind
+from capture_server.store import profiles
 from capture_server.store.models import (
     Account,
     AccountDomain,
@@ -182,6 +183,7 @@ def merge_contacts(store: Store, slug: str, keep: str, merged: str) -> dict[str,
             deals = _move_links(session, DealContact, "deal_id", gone.id, kept.id)
             kept.name = kept.name or gone.name
             kept.company_id = kept.company_id or gone.company_id
+            profiles.merge_profile(session, kept, gone)
             session.add(kept)
             session.flush()
             session.execute(delete(Contact).where(col(Contact.id) == gone.id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import threading
@@ -41,7 +42,7 @@ from capture_server.pipeline.message import (
 )
 from capture_server.pipeline.thread import ThreadLookup
 from capture_server.received import received_keys
-from capture_server.store import enrichment
+from capture_server.store import enrichment, profiles
 from capture_server.store.cache import VERSION_QUERY, VERSIONS, VersionedCache, account_version
 from capture_server.store.db import writing
 from capture_server.store.integration_models import ExtractorRow
@@ -613,6 +614,13 @@ class Store:
                     decision = enrichment.engagement_written(
                         session, message.target, decision, engagement_id, known
                     )
+                    draft = decision.draft
+                    assert draft is not None
+                    profiled = profiles.apply_profile(
+                        session, message.target.account_id, engagement_id, draft
+                    )  # the sender's signature: fills its contact's empty fields
+                    if profiled is not None:
+                        decision = dataclasses.replace(decision, trace=(*decision.trace, profiled))
                 else:
                     decision = Decision(
                         Action.IGNORE, Reason.DUPLICATE, decision.trace, decision.draft,
@@ -886,26 +894,7 @@ class Store:
             if not include_deleted:
                 query = query.where(col(Contact.deleted_at).is_(None))
             rows = session.exec(query.order_by(col(Contact.id))).all()
-            result = []
-            for contact, company in rows:
-                extra = session.exec(
-                    select(ContactAddress.address)
-                    .where(ContactAddress.contact_id == contact.id)
-                    .order_by(col(ContactAddress.id))
-                ).all()
-                result.append(
-                    {
-                        "id": contact.id,
-                        "name": contact.name,
-                        "addresses": [contact.primary_address, *extra],
-                        "company": company,
-                        "created_by": contact.created_by,
-                    }
-                )
-                if include_deleted:
-                    deleted = contact.deleted_at
-                    result[-1]["deleted_at"] = deleted.isoformat() if deleted else None
-            return result
+            return [contact_json(session, c, company, include_deleted) for c, company in rows]
 
     def events(self, slug: str, limit: int = 50) -> list[dict[str, Any]]:
         with self._read() as session:
@@ -951,6 +940,28 @@ class Store:
                 },
                 ["account_id", "address_hash"],
             )
+
+
+def contact_json(session: Session, contact: Contact, company: str | None,
+                 include_deleted: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The contacts JSON of DESIGN.md (`contacts list --json`, the read API)."""
+    extra = session.exec(
+        select(ContactAddress.address)
+        .where(ContactAddress.contact_id == contact.id)
+        .order_by(col(ContactAddress.id))
+    ).all()
+    result: dict[str, Any] = {
+        "id": contact.id,
+        "name": contact.name,
+        "addresses": [contact.primary_address, *extra],
+        "company": company,
+        "created_by": contact.created_by,
+        **profiles.profile_json(contact),  # job_title, company_name, phone, website, set_by
+    }
+    if include_deleted:
+        deleted = contact.deleted_at
+        result["deleted_at"] = deleted.isoformat() if deleted else None
+    return result
 
 
 def find_contact(session: Session, account_id: int, address: str) -> int | None:

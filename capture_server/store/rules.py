@@ -29,6 +29,7 @@ from capture_server.store.models import (
     Company,
     Contact,
     ContactAddress,
+    ContactSuggestion,
     Deal,
     DealContact,
     Engagement,
@@ -283,7 +284,7 @@ def _delete_engagements(session: Session, ids: list[str]) -> None:
 def _delete_contacts(session: Session, ids: list[int]) -> None:
     if not ids:
         return
-    for table in (EngagementContact, DealContact):
+    for table in (EngagementContact, DealContact, ContactSuggestion):
         session.execute(delete(table).where(col(table.contact_id).in_(ids)))
     session.execute(delete(ContactAddress).where(col(ContactAddress.contact_id).in_(ids)))
     session.execute(delete(Contact).where(col(Contact.id).in_(ids)))

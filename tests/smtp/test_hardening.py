@@ -294,18 +294,29 @@ def test_proxy_protocol_only_from_the_load_balancer(
     account = make_account(cli)
     daemon = start_daemon(database_url, tmp_path, proxy_protocol_from='["127.0.0.2/32"]')
     try:
-        # The load balancer (127.0.0.2) speaks PROXY v1 first; the real client is logged.
-        sock = socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=30,
-                                        source_address=("127.0.0.2", 0))  # fmt: skip
-        with sock:
-            reader = sock.makefile("rb")
-            sock.sendall(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n")
-            assert reader.readline().startswith(b"220")
-            for command in (b"HELO lb.test", b"MAIL FROM:<rita@acme.test>",
-                            f"RCPT TO:<{account.bcc}>".encode(), b"DATA"):  # fmt: skip
-                assert replies_of(sock, reader, command)[:1] in (b"2", b"3")
-            sock.sendall(read_data("bcc_simple.eml").replace(b"\n", b"\r\n") + b".\r\n")
-            assert reader.readline().startswith(b"250 2.0.0 queued")
+        # The load balancer (127.0.0.2) speaks PROXY v1, then v2, first; the real client is
+        # logged. v2: signature, version 2 / PROXY, TCP over IPv4, 12 address bytes.
+        v2 = (
+            b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c"
+            + socket.inet_aton("198.51.100.9") + socket.inet_aton("127.0.0.1")
+            + (40001).to_bytes(2, "big") + (25).to_bytes(2, "big")
+        )  # fmt: skip
+        headers = [b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n", v2]
+        for number, header in enumerate(headers):
+            sock = socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=30,
+                                            source_address=("127.0.0.2", 0))  # fmt: skip
+            with sock:
+                reader = sock.makefile("rb")
+                sock.sendall(header)
+                assert reader.readline().startswith(b"220")
+                for command in (b"HELO lb.test", b"MAIL FROM:<rita@acme.test>",
+                                f"RCPT TO:<{account.bcc}>".encode(), b"DATA"):  # fmt: skip
+                    assert replies_of(sock, reader, command)[:1] in (b"2", b"3")
+                raw = read_data("bcc_simple.eml").replace(
+                    b"<proposal-q3-1@", b"<proxied-%d@" % number
+                )
+                sock.sendall(raw.replace(b"\n", b"\r\n") + b".\r\n")
+                assert reader.readline().startswith(b"250 2.0.0 queued")
         # Anyone else is served directly, and a PROXY line from them is just a bad command.
         sock, reader = open_session(daemon.smtp_port)
         with sock:
@@ -316,8 +327,9 @@ def test_proxy_protocol_only_from_the_load_balancer(
     captured = [
         json.loads(line) for line in daemon.log().splitlines() if "message_captured" in line
     ]
-    assert captured[0]["client_ip"] == "203.0.113.7"
-    assert captured[1]["client_ip"] == "127.0.0.1"
+    assert [event["client_ip"] for event in captured] == [
+        "203.0.113.7", "198.51.100.9", "127.0.0.1"
+    ]  # fmt: skip
 
 
 def test_sigkill_under_load_loses_nothing_acknowledged(

@@ -1,0 +1,1 @@
+"""Enrichment helpers that read message text (pure: no I/O)."""
