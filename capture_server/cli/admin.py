@@ -12,6 +12,9 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from capture_server.cli.common import (
+    JsonLine,
+    JsonLines,
+    SlugArg,
     account_app,
     app,
     contacts_app,
@@ -26,9 +29,6 @@ from capture_server.pipeline.message import Action, Kind, Reason
 from capture_server.store import operations
 from capture_server.store.repositories import StoreError
 
-JsonLine = Annotated[bool, typer.Option("--json", help="one JSON object")]
-JsonLines = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
-Slug = Annotated[str, typer.Argument(help="the account's slug")]
 _RELATIVE = re.compile(r"^(\d{1,6})\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 SINCE_HELP = (
@@ -79,7 +79,7 @@ def account_list(as_json: JsonLines = False) -> None:
 
 
 @account_app.command("show")
-def account_show(slug: Slug, as_json: JsonLine = False) -> None:
+def account_show(slug: SlugArg, as_json: JsonLine = False) -> None:
     """Show one account: domains, capture addresses (current and retired), users, sizes."""
     detail = with_store(lambda store: operations.account_detail(store, slug))
     if as_json:
@@ -110,7 +110,7 @@ class KindOption(StrEnum):
 
 @account_app.command("rotate")
 def account_rotate(
-    slug: Slug,
+    slug: SlugArg,
     kind: Annotated[
         KindOption | None,
         typer.Option("--kind", help="rotate only this address (default: all three)"),
@@ -141,7 +141,7 @@ def account_rotate(
 
 @contacts_app.command("merge")
 def contacts_merge(
-    slug: Slug,
+    slug: SlugArg,
     keep: Annotated[str, typer.Argument(help="any address of the contact to keep")],
     merged: Annotated[str, typer.Argument(help="any address of the contact merged into it")],
     as_json: JsonLine = False,
@@ -191,7 +191,7 @@ def _one_of(option: str, value: str | None, allowed: list[str]) -> str | None:
 
 @events_app.command("list")
 def events_list(
-    slug: Slug,
+    slug: SlugArg,
     reason: Annotated[
         str | None, typer.Option("--reason", help="only this reason code (e.g. not_a_reply)")
     ] = None,
@@ -238,7 +238,7 @@ def events_list(
 
 @events_app.command("show")
 def events_show(
-    slug: Slug,
+    slug: SlugArg,
     event_id: Annotated[str, typer.Argument(help="evt_… as in the SMTP reply or `events`")],
     as_json: JsonLine = False,
 ) -> None:
@@ -270,7 +270,7 @@ def events_show(
 
 @app.command()
 def stats(
-    slug: Slug,
+    slug: SlugArg,
     since: Annotated[str | None, typer.Option("--since", help=SINCE_HELP)] = None,
     as_json: JsonLine = False,
 ) -> None:

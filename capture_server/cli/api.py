@@ -10,6 +10,7 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 from capture_server.cli.common import (
+    JsonLines,
     SlugArg,
     account_app,
     app,
@@ -30,7 +31,6 @@ if TYPE_CHECKING:  # uvicorn and starlette load only when the API runs
 token_app = typer.Typer(help="Bearer tokens of the read API (`capture-server api`).")
 account_app.add_typer(token_app, name="token")
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="JSON output, one object per line")]
 DEFAULT_LISTEN = "127.0.0.1:8025"
 
 
@@ -38,7 +38,7 @@ DEFAULT_LISTEN = "127.0.0.1:8025"
 def token_create(
     slug: SlugArg,
     name: Annotated[str, typer.Option("--name", help="what the token is for, e.g. the CRM")] = "",
-    as_json: JsonFlag = False,
+    as_json: JsonLines = False,
 ) -> None:
     """Issue a token that reads this account's data; it is printed once, never again."""
     store = open_store(settings())
@@ -54,7 +54,7 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
+def token_list(slug: SlugArg, as_json: JsonLines = False) -> None:
     """The account's tokens (ids and names; the tokens themselves are never shown again)."""
     store = open_store(settings())
     try:

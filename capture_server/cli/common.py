@@ -32,6 +32,9 @@ app.add_typer(contacts_app, name="contacts")
 
 # The first argument of most commands; one help text for all of them.
 SlugArg = Annotated[str, typer.Argument(help="the account's slug")]
+# --json for commands that print one object, and for listings (one object per line).
+JsonLine = Annotated[bool, typer.Option("--json", help="one JSON object")]
+JsonLines = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

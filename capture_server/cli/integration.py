@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from capture_server.cli.common import (
+    JsonLines,
     SlugArg,
     app,
     fail,
@@ -22,8 +23,6 @@ extractor_app = typer.Typer(
 webhook_app = typer.Typer(help="HTTPS endpoints told of new engagements, contacts, rejections.")
 app.add_typer(extractor_app, name="extractor")
 app.add_typer(webhook_app, name="webhook")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="JSON output, one object per line")]
 
 
 # -- extractors -----------------------------------------------------------------------------
@@ -43,7 +42,7 @@ def extractor_add(
 
 
 @extractor_app.command("list")
-def extractor_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
+def extractor_list(slug: SlugArg, as_json: JsonLines = False) -> None:
     """The account's extractors."""
     rows = with_store(lambda store: enrichment.extractors(store, slug))
     for row in rows:
@@ -76,7 +75,7 @@ def webhook_add(
             help=f"one of {', '.join(webhooks.EVENTS)}; repeat for several (default: all)",
         ),
     ] = None,
-    as_json: JsonFlag = False,
+    as_json: JsonLines = False,
 ) -> None:
     """Add an endpoint; prints the signing secret (shown only now)."""
     added = with_store(lambda store: webhooks.add_webhook(store, slug, url, event or []))
@@ -88,7 +87,7 @@ def webhook_add(
 
 
 @webhook_app.command("list")
-def webhook_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
+def webhook_list(slug: SlugArg, as_json: JsonLines = False) -> None:
     """The account's webhooks (secrets are never shown again)."""
     rows = with_store(lambda store: webhooks.list_webhooks(store, slug))
     for row in rows:
@@ -116,7 +115,7 @@ def webhook_deliveries(
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=10000, help="at most this many")
     ] = 100,
-    as_json: JsonFlag = False,
+    as_json: JsonLines = False,
 ) -> None:
     """The delivery log, newest first."""
     if status is not None and status not in ("pending", "delivered", "failed"):

@@ -10,6 +10,8 @@ from rich.table import Table
 
 from capture_server.cli.admin import DefaultToList
 from capture_server.cli.common import (
+    JsonLine,
+    JsonLines,
     SlugArg,
     contacts_app,
     fail,
@@ -21,9 +23,6 @@ from capture_server.cli.common import (
 from capture_server.cli.rules import contact_app
 from capture_server.store import profiles
 from capture_server.store.repositories import StoreError
-
-JsonLines = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
-JsonLine = Annotated[bool, typer.Option("--json", help="one JSON object")]
 
 suggestions_app = typer.Typer(
     cls=DefaultToList,

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from capture_server.cli.common import (
+    JsonLines,
     SlugArg,
     app,
     fail,
@@ -32,8 +33,6 @@ app.add_typer(contact_app, name="contact")
 app.add_typer(deal_app, name="deal")
 user_app.add_typer(address_app, name="address")
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="JSON output")]
-
 
 # -- never-log ------------------------------------------------------------------------------
 
@@ -50,7 +49,7 @@ def never_log_add(
             "is never-logged, and the pattern's contacts; other emails lose those participants",
         ),
     ] = False,
-    as_json: JsonFlag = False,
+    as_json: JsonLines = False,
 ) -> None:
     """Never log mail with this address or domain; history is kept unless --purge."""
     report = with_store(lambda store: rules.add_never_log(store, slug, pattern, purge=purge))
@@ -69,7 +68,7 @@ def never_log_add(
 
 
 @never_log_app.command("list")
-def never_log_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
+def never_log_list(slug: SlugArg, as_json: JsonLines = False) -> None:
     """The account's never-log list (one JSON object per line with --json)."""
     entries = with_store(lambda store: rules.never_log_entries(store, slug))
     if as_json:
@@ -157,7 +156,7 @@ def user_address_remove(
 
 
 @user_app.command("list")
-def user_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
+def user_list(slug: SlugArg, as_json: JsonLines = False) -> None:
     """Users and their addresses (one JSON object per line with --json)."""
     rows = with_store(lambda store: rules.users(store, slug))
     if as_json:
@@ -194,7 +193,7 @@ def deal_add(
     close_date: Annotated[
         str | None, typer.Option("--close-date", help="expected close date, YYYY-MM-DD")
     ] = None,
-    as_json: JsonFlag = False,
+    as_json: JsonLines = False,
 ) -> None:
     """Open a deal with these contacts; their logged emails associate with it."""
     when = None
@@ -224,7 +223,7 @@ def deal_close(
 
 
 @deal_app.command("list")
-def deal_list(slug: SlugArg, as_json: JsonFlag = False) -> None:
+def deal_list(slug: SlugArg, as_json: JsonLines = False) -> None:
     """Deals and their contacts (one JSON object per line with --json)."""
     rows = with_store(lambda store: rules.deals(store, slug))
     if as_json:
