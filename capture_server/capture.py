@@ -193,7 +193,7 @@ class CaptureService:
                 exc_info=True,
             )
             return Outcome(replies.quarantined(quarantine_id), None, None, None)
-        reply = replies.for_decision(result.decision, result.engagement_id, event_id)
+        reply = result.smtp_reply
         metrics.MESSAGES.labels(result.decision.action.value, result.decision.reason.value).inc()
         log.info(
             "message_captured",

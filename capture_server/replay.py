@@ -92,7 +92,7 @@ def replay_archived(
         archive_key=archived.archive_key,
         prepare=deleting_engagement(archived.account_id, doomed) if doomed else None,
     )
-    reply = replies.for_decision(result.decision, result.engagement_id, event_id)
+    reply = result.smtp_reply
     return Replayed(
         archived,
         result.decision.action.value,

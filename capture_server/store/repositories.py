@@ -91,6 +91,7 @@ class RecordResult:
     event_id: str
     engagement_id: str | None
     decision: Decision  # as finally recorded (a duplicate turns a log into an ignore)
+    smtp_reply: str  # the reply the capture event holds: the one to send
 
 
 @dataclass(frozen=True)
@@ -627,6 +628,7 @@ class Store:
                         decision.warnings, decision.authentication,
                     )  # fmt: skip
             email = decision.draft.email if decision.draft else None
+            smtp_reply = reply_for(decision, engagement_id, event_id)
             session.add(
                 CaptureEvent(
                     id=event_id,
@@ -640,7 +642,7 @@ class Store:
                     subject=email.subject[:998] if email else "",
                     decision=decision.action.value,
                     reason=decision.reason.value,
-                    smtp_reply=reply_for(decision, engagement_id, event_id),
+                    smtp_reply=smtp_reply,
                     engagement_id=engagement_id,
                     trace_json=json.dumps([t.as_dict() for t in decision.trace]),
                     warnings_json=json.dumps(list(decision.warnings)),
@@ -654,11 +656,8 @@ class Store:
                     archive_key=archive_key,
                 )
             )
-            enrichment.event_written(
-                session, message.target, decision, event_id,
-                reply_for(decision, engagement_id, event_id),
-            )  # fmt: skip
-        return RecordResult(event_id, engagement_id, decision)
+            enrichment.event_written(session, message.target, decision, event_id, smtp_reply)
+        return RecordResult(event_id, engagement_id, decision, smtp_reply)
 
     def _write_engagement(
         self, session: Session, account_id: int, draft: EngagementDraft
