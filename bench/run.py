@@ -30,7 +30,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import LoadResult, PeakSampler, proc_status_kib, reset_peak, run_load
+from loadgen import (
+    LoadResult,
+    PeakSampler,
+    proc_status_kib,
+    reset_peak,
+    run_load,
+    tree_cpu_seconds,
+)
 from mailgen import attachment_for_total, contacts, make_message, reps
 
 BENCH = Path(__file__).resolve().parent
@@ -170,7 +177,12 @@ def start_sink(workdir: Path) -> Server:
 
 
 def start_capture(
-    name: str, database_url: str, folder: Path, concurrency: int, cleanup: list[Callable[[], None]]
+    name: str,
+    database_url: str,
+    folder: Path,
+    concurrency: int,
+    cleanup: list[Callable[[], None]],
+    workers: int = 1,
 ) -> Server:
     from stageprof import setup_account
 
@@ -184,6 +196,7 @@ def start_capture(
         "CAPTURE_SERVER_MAX_CONNECTIONS_PER_IP": str(max(50, concurrency + 10)),
         "CAPTURE_SERVER_MAX_CONNECTIONS": str(max(500, concurrency + 10)),
         **DNS_ENV,
+        "CAPTURE_SERVER_WORKERS": str(workers),
         # A/B runs: CAPTURE_BENCH_SET_GROUP_COMMIT=off → CAPTURE_SERVER_GROUP_COMMIT=off
         **{
             "CAPTURE_SERVER_" + k.removeprefix("CAPTURE_BENCH_SET_"): v
@@ -209,7 +222,18 @@ def start_capture(
     process = _spawn(argv, env, log_path, folder)
     server = Server(name, process, port, rcpt, log_path, cleanup)
     _wait_ready(server)
+    if workers > 1:  # the greeting came from one worker: wait for all of them
+        _wait_workers(server, workers)
     return server
+
+
+def _wait_workers(server: Server, workers: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.log_path.read_text(errors="replace").count('"worker_ready"') >= workers:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{server.name}: {workers} workers not ready:\n{server.log_tail()}")
 
 
 def snapshot_code(workdir: Path, enabled: bool) -> dict[str, Any]:
@@ -294,12 +318,14 @@ def target_server(kind: str, args: argparse.Namespace, folder: Path) -> Iterator
             server = start_sink(folder)
         elif kind == "sqlite":
             url = f"sqlite:///{folder / 'capture.db'}"
-            server = start_capture("capture-server SQLite", url, folder, args.concurrency, cleanup)
+            server = start_capture(
+                "capture-server SQLite", url, folder, args.concurrency, cleanup, args.workers
+            )
         else:
             url, drop = create_postgres(args.postgres_url)
             cleanup.append(drop)
             server = start_capture(
-                "capture-server PostgreSQL", url, folder, args.concurrency, cleanup
+                "capture-server PostgreSQL", url, folder, args.concurrency, cleanup, args.workers
             )
         yield server
     finally:
@@ -349,10 +375,12 @@ async def timed_load(
         )
     before = proc_status_kib(server.pid)
     exact = reset_peak(server.pid)
+    cpu_before = tree_cpu_seconds(server.pid)
     with PeakSampler(server.pid) as sampler:
         result = await run_load(
             HOST, server.port, server.rcpt, timed, concurrency=concurrency, duration=duration
         )
+    cpu = tree_cpu_seconds(server.pid) - cpu_before
     after = proc_status_kib(server.pid)
     peak = max(sampler.peak_kib, after.get("VmHWM", 0) if exact else 0)
     summary = summarise(result, len(timed[0][1]) if timed else 0)
@@ -361,6 +389,7 @@ async def timed_load(
         rss_before_mib=round(before.get("VmRSS", 0) / 1024, 1),
         rss_after_mib=round(after.get("VmRSS", 0) / 1024, 1),
         peak_rss_mib=round(peak / 1024, 1),
+        cpu_ms_per_msg=round(cpu * 1000 / result.ok, 2) if result.ok else None,
     )
     return summary
 
@@ -495,6 +524,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mode", default=",".join(MODES), help="comma list of " + ",".join(MODES))
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
     parser.add_argument("--concurrency", type=int, default=20, help="SMTP sessions (20)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="capture-server worker processes (setting workers, 1); RSS is the supervisor's",
+    )
     parser.add_argument("--count", type=int, default=3000, help="10 kB messages per target (3000)")
     parser.add_argument("--duration", type=float, default=30.0, help="cap per load run, s (30)")
     parser.add_argument("--size", type=int, default=10_000, help="small message bytes (10000)")
@@ -541,6 +576,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"unknown {sorted(unknown)}; choose from {allowed}")
     if not 1 <= args.concurrency <= 1000 or args.count < 1 or args.duration <= 0:
         parser.error("concurrency 1-1000, count ≥ 1, duration > 0")
+    if not 1 <= args.workers <= 64:
+        parser.error("workers 1-64")
     return args
 
 
@@ -561,6 +598,7 @@ def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
         "--output",
         str(out),
         "--nonblocking",
+        "--gil",  # only the thread holding the GIL: where the CPU of Python code goes
     ]
     process = _spawn(argv, dict(os.environ), out.with_suffix(".log"), out.parent)
     time.sleep(1.0)  # let it attach before the load starts
@@ -746,6 +784,7 @@ def report(args: argparse.Namespace, data: dict[str, Any]) -> None:
                         run["p99_ms"],
                         run["max_ms"],
                         run["peak_rss_mib"],
+                        run.get("cpu_ms_per_msg"),
                         ", ".join(f"{k}: {v}" for k, v in sorted(run["replies"].items())),
                     ]
                 )
@@ -763,6 +802,7 @@ def report(args: argparse.Namespace, data: dict[str, Any]) -> None:
                     "p99 ms",
                     "max ms",
                     "peak RSS MiB",
+                    "CPU ms/msg",
                     "replies",
                 ],
                 rows,
@@ -901,6 +941,7 @@ async def main_async(args: argparse.Namespace, workdir: Path, data: dict[str, An
         "targets": args.targets,
         "mode": args.mode,
         "concurrency": args.concurrency,
+        "workers": args.workers,
         "count": args.count,
         "duration_s": args.duration,
         "size": args.size,

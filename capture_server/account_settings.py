@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from functools import lru_cache
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -19,6 +20,7 @@ class SettingError(ValueError):
     """A setting name or value a user gave is wrong; the message says why."""
 
 
+@lru_cache(maxsize=256)  # per message otherwise; AccountRules is frozen, so one serves all
 def rules_from_json(settings_json: str, defaults: AccountRules) -> AccountRules:
     overrides = json.loads(settings_json or "{}")
     merged = {**describe_rules(defaults), **overrides}

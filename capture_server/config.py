@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +59,13 @@ class Settings(BaseSettings):
     )
     smtp_timeout_seconds: float = Field(300.0, gt=0, description="Idle time per command")
     drain_seconds: float = Field(30.0, ge=0, description="Grace on SIGTERM for mail in flight")
+    # workers.py: N > 1 makes `serve` a supervisor of N daemon processes on the same listeners.
+    workers: int = Field(
+        1, ge=0, le=256, description="Daemon processes on the same listeners; 0 or auto: one a CPU"
+    )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="Event loop: auto (uvloop when installed), asyncio, uvloop"
+    )
     # Limits against hostile or broken clients; Postfix's defaults are the reference.
     max_connections: int = Field(500, gt=0, description="Open sessions overall; more: 421 4.7.0")
     max_connections_per_ip: int = Field(
@@ -152,6 +160,24 @@ class Settings(BaseSettings):
         if value:
             parse_listen(value)
         return value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _parse_workers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text == "auto":
+                return 0
+            if not text.isdigit():
+                raise ValueError(
+                    f"workers must be a number of processes (1: one) or auto, not {value!r}"
+                )
+        return value
+
+    @property
+    def worker_count(self) -> int:
+        """workers, with 0 (auto) resolved to the number of CPUs."""
+        return self.workers or os.cpu_count() or 1
 
     @model_validator(mode="after")
     def _check_tls(self) -> Settings:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import os
 import signal
+import socket
 import ssl
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from capture_server import metrics
 from capture_server.api.server import ApiServer
 from capture_server.capture import CaptureService
-from capture_server.config import Settings, parse_listen
+from capture_server.config import ConfigError, Settings, parse_listen
 from capture_server.logging import configure_logging, get_logger
 from capture_server.smtp.handler import CaptureHandler, InFlight
 from capture_server.smtp.notify import Notifier
@@ -22,6 +26,41 @@ from capture_server.store.webhooks import WebhookWorker
 from capture_server.store.writer import GroupWriter
 
 log = get_logger("daemon")
+T = TypeVar("T")
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop setting: uvloop when asked for (or, with auto, when installed)."""
+    if choice == "asyncio":
+        return None
+    try:
+        uvloop: Any = importlib.import_module("uvloop")
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError(
+                "event_loop is uvloop but uvloop is not installed "
+                "(pip install 'capture-server[uvloop]')"
+            ) from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run_loop(main: Coroutine[Any, Any, T], event_loop: str = "auto") -> T:
+    """asyncio.run on the event loop the settings ask for."""
+    with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
+        return runner.run(main)
+
+
+@dataclass
+class WorkerRole:
+    """This daemon is worker `number` of a supervisor (workers.py): it serves the listening
+    sockets the supervisor bound; the supervisor serves metrics and the API and logs the
+    listeners; only worker 0 sends webhooks."""
+
+    number: int
+    supervisor_pid: int
+    sockets: dict[str, list[socket.socket]] = field(default_factory=dict)
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -38,6 +77,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 RESTART_ONLY = frozenset({
     "database_url", "capture_domain", "server_secret", "hostname", "quarantine_dir",
     "archive_dir", "tls_cert_file", "tls_key_file", "require_tls", "log_format",
+    "workers", "event_loop",
 })  # fmt: skip
 
 
@@ -51,8 +91,10 @@ class Daemon:
         settings: Settings,
         store: Store,
         reload: Callable[[], Settings] | None = None,
+        role: WorkerRole | None = None,
     ) -> None:
         self.settings = settings
+        self.role = role
         self.load_settings = reload  # re-reads the same file and environment (SIGHUP)
         self.service = CaptureService(store, settings)
         sqlite = store.engine.dialect.name == "sqlite"
@@ -67,6 +109,7 @@ class Daemon:
         self.guard = SessionGuard(settings)
         self.tls_context = tls_context(settings)
         self.api: ApiServer | None = None  # the read API, when api_listen is set
+        self._tasks: list[asyncio.Task[None]] = []
 
     def _factory(self, protocol: str, implicit_tls: bool = False) -> Callable[[], Any]:
         handler = CaptureHandler(self.service, protocol, self.in_flight, self.notifier)
@@ -107,19 +150,26 @@ class Daemon:
         ):
             if not listen:
                 continue
-            host, port = parse_listen(listen)
             implicit = protocol == "smtps"
-            server = await loop.create_server(
-                self._factory("smtp" if implicit else protocol, implicit_tls=implicit),
-                host,
-                port,
-                reuse_address=True,
-                ssl=self.tls_context if implicit else None,
-            )
-            self.servers.append(server)
-            for sock in server.sockets:
-                address = sock.getsockname()
-                bound.append((protocol, str(address[0]), int(address[1])))
+            factory = self._factory("smtp" if implicit else protocol, implicit_tls=implicit)
+            context = self.tls_context if implicit else None
+            if self.role is not None:  # a worker: the supervisor bound the sockets
+                servers = [
+                    await loop.create_server(factory, sock=sock, ssl=context)
+                    for sock in self.role.sockets.get(protocol, [])
+                ]
+            else:
+                host, port = parse_listen(listen)
+                servers = [
+                    await loop.create_server(factory, host, port, reuse_address=True, ssl=context)
+                ]
+            for server in servers:
+                self.servers.append(server)
+                for sock in server.sockets:
+                    address = sock.getsockname()
+                    bound.append((protocol, str(address[0]), int(address[1])))
+        if self.role is not None:
+            return await self._start_worker(bound)
         if self.settings.metrics_listen:
             host, port = parse_listen(self.settings.metrics_listen)
             metrics.SESSIONS_OPEN.set_function(lambda: self.guard.open_total)
@@ -136,6 +186,32 @@ class Daemon:
             log.info("listening", protocol=protocol, host=host, port=port)
         self.webhooks.start()
         return bound
+
+    async def _start_worker(self, bound: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+        assert self.role is not None
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # the supervisor serves /metrics
+            self._tasks.append(asyncio.create_task(self._publish_sessions()))
+        self._tasks.append(asyncio.create_task(self._watch_supervisor(self.role.supervisor_pid)))
+        if self.role.number == 0:  # one sender of the outbox is enough (its claims are safe)
+            self.webhooks.start()
+        loop = type(asyncio.get_running_loop())
+        log.info("worker_ready", listeners=[f"{p} {h}:{n}" for p, h, n in bound],
+                 event_loop=f"{loop.__module__}.{loop.__qualname__}")  # fmt: skip
+        return bound
+
+    async def _publish_sessions(self) -> None:
+        """Open sessions, for the supervisor's /metrics (a file of prometheus_client's
+        multiprocess mode; a callback gauge cannot cross processes)."""
+        while True:
+            metrics.SESSIONS_OPEN.set(self.guard.open_total)
+            await asyncio.sleep(1)
+
+    async def _watch_supervisor(self, pid: int) -> None:
+        """A worker whose supervisor is gone (killed) drains and exits instead of lingering."""
+        while os.getppid() == pid:
+            await asyncio.sleep(1)
+        log.warning("supervisor_gone", supervisor_pid=pid)
+        self.stopping.set()
 
     def healthy(self) -> bool:
         """The store answers (called from a thread by /healthz)."""
@@ -178,6 +254,8 @@ class Daemon:
     async def drain(self) -> None:
         """Stop accepting, let transactions in flight finish (bounded), then close."""
         self.in_flight.draining = True
+        for task in self._tasks:
+            task.cancel()
         for server in self.servers:
             server.close()
         deadline = asyncio.get_running_loop().time() + self.settings.drain_seconds

@@ -32,6 +32,23 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
     return event
 
 
+# Fields every line of this process carries (a worker's number and pid: see workers.py).
+_PROCESS_FIELDS: dict[str, Any] = {}
+
+
+def bind_process(**fields: Any) -> None:
+    """Add fields to every line this process writes, from any thread, across reconfiguration."""
+    _PROCESS_FIELDS.update(fields)
+
+
+def _add_process_fields(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in _PROCESS_FIELDS.items():
+        event.setdefault(key, value)
+    return event
+
+
 class _CurrentStderr:
     """Whatever sys.stderr is when a line is written (tests and embedders swap it)."""
 
@@ -50,6 +67,7 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _add_process_fields,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
@@ -59,7 +77,9 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             stdlib_logging.getLevelName(level.upper())
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
+        # One write per line (print() makes two): worker processes share the log file, and
+        # two writes of different processes can interleave.
+        logger_factory=structlog.WriteLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )
     # aiosmtpd logs every session through the standard library: keep only its warnings.

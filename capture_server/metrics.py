@@ -50,8 +50,13 @@ def track_quarantine(folder: Path) -> None:
     QUARANTINE_SIZE.set_function(lambda: sum(1 for _ in folder.glob("q_*.msg")))
 
 
-async def serve_http(host: str, port: int, healthy: Callable[[], bool]) -> asyncio.Server:
-    """A minimal HTTP/1.0 endpoint: GET /metrics and GET /healthz, nothing else."""
+async def serve_http(
+    host: str, port: int, healthy: Callable[[], bool], registry: CollectorRegistry = REGISTRY
+) -> asyncio.Server:
+    """A minimal HTTP/1.0 endpoint: GET /metrics and GET /healthz, nothing else.
+
+    registry: this process's metrics, or (a supervisor of workers) their aggregate.
+    """
 
     async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -59,7 +64,7 @@ async def serve_http(host: str, port: int, healthy: Callable[[], bool]) -> async
             parts = request.decode("latin-1").split()
             path = parts[1] if len(parts) >= 2 and parts[0] in ("GET", "HEAD") else ""
             if path == "/metrics":
-                status, body, kind = "200 OK", generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+                status, body, kind = "200 OK", generate_latest(registry), CONTENT_TYPE_LATEST
             elif path == "/healthz":
                 ok = await asyncio.to_thread(healthy)
                 status = "200 OK" if ok else "503 Service Unavailable"

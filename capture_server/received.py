@@ -7,10 +7,9 @@ Kept on every capture event (a forward's engagement describes the original inste
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
 
+from capture_server.email_policy import parsed_header_section
 from capture_server.pipeline.parse import header_section_size, mailboxes_of, message_ids
 
 # A header section larger than this is cut: the two headers are near the top in real mail.
@@ -25,8 +24,7 @@ class ReceivedKeys:
 
 def received_keys(raw: bytes) -> ReceivedKeys:
     section = raw[: min(header_section_size(raw), MAX_HEADER_SCAN)] + b"\r\n\r\n"
-    message = BytesParser(policy=policy.default).parsebytes(section, headersonly=True)
-    assert isinstance(message, EmailMessage)
+    message = parsed_header_section(section)
     return ReceivedKeys(_message_id(message), _from(message))
 
 

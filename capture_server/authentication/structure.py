@@ -8,8 +8,9 @@ address is parsed with ``email.policy.default`` header objects.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email import policy
 from email.headerregistry import Address
+
+from capture_server.email_policy import POLICY
 
 from .dnsclient import to_ascii_domain
 
@@ -111,7 +112,7 @@ def _unfold(value: str) -> str:
 
 def _addresses(value: str) -> tuple[tuple[Address, ...], int, bool]:
     """(mailboxes, group count, had defects) of an address header, via policy.default."""
-    header = policy.default.header_factory("From", _unfold(value))
+    header = POLICY.header_factory("From", _unfold(value))
     addresses = tuple(getattr(header, "addresses", ()))
     groups = tuple(getattr(header, "groups", ()))
     named_groups = sum(1 for g in groups if g.display_name is not None)

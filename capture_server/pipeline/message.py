@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -14,6 +14,7 @@ from pydantic import AfterValidator
 
 from capture_server.authentication.results import AuthenticationResults
 from capture_server.authentication.structure import StructuralProblem
+from capture_server.pipeline.bodies import EncodedBody
 from capture_server.pipeline.defaults import FREE_MAIL_DOMAINS, ROLE_LOCAL_PARTS
 
 
@@ -82,7 +83,21 @@ class Attachment:
     content_type: str
     size: int
     sha256: str
-    content: bytes = field(repr=False, compare=False)
+    # The decoded content, or (a big base64 attachment) its text left in the received bytes,
+    # decoded when the store writes it: never held whole (pipeline/bodies.py).
+    body: bytes | EncodedBody = field(repr=False, compare=False)
+
+    @property
+    def content(self) -> bytes:
+        """The whole decoded content (a new copy each time when it was left encoded)."""
+        return self.body if isinstance(self.body, bytes) else self.body.decode()
+
+    def chunks(self) -> Iterator[bytes]:
+        """The decoded content in pieces: what writing a big attachment should read."""
+        if isinstance(self.body, bytes):
+            yield self.body
+        else:
+            yield from self.body.chunks()
 
     def as_dict(self) -> dict[str, Any]:
         return {

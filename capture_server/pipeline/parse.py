@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.utils
 import hashlib
 import quopri
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from email import policy
 from email.feedparser import BytesFeedParser
 from email.headerregistry import Address
 from email.message import EmailMessage, Message, MIMEPart
 
+from capture_server.email_policy import POLICY
 from capture_server.forwarding import html_to_text
+from capture_server.pipeline.addresses import plain_mailboxes
+from capture_server.pipeline.bodies import (
+    CUT_MIN,
+    Cut,
+    EncodedBody,
+    cut_runs,
+    encoded_body,
+    placed,
+    restore,
+)
 from capture_server.pipeline.message import (
     Action,
     Attachment,
@@ -85,8 +97,46 @@ def parse_stage(work: Work) -> Work | Decision:
     return work.advance(STAGE, "pass", detail, parsed=parsed, email=parsed.email)
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
-    return parsed_from(parse_bytes(raw))
+def parse_message(raw: bytes, cut_minimum: int = CUT_MIN) -> ParsedMessage:
+    """parsed_from(parse_bytes(raw)), with big base64 attachments left in raw (bodies.py)."""
+    cut = cut_runs(raw, cut_minimum)
+    parsed = _parsed_cut(cut) if cut is not None else None
+    return parsed if parsed is not None else parsed_from(parse_bytes(raw))
+
+
+def _parsed_cut(cut: Cut) -> ParsedMessage | None:
+    """The parse of the message with its long base64 runs cut out; None when a placeholder
+    landed where the result would show it (the caller then parses the whole message)."""
+    message = parse_bytes(cut.skeleton)
+    try:
+        parts = _attachment_parts(message)
+        body = message.get_body(preferencelist=("plain", "html"))
+    except Exception:
+        return None
+    decodable = [
+        part
+        for part in parts
+        if part.get_content_type() != "message/rfc822" and _transfer_encoding(part) == "base64"
+    ]
+    found = placed(message, cut, decodable)
+    if found is None or (body is not None and id(body) in found):
+        return None
+    bodies: dict[int, EncodedBody] = {}
+    for part in decodable:
+        if id(part) not in found:
+            continue
+        encoded = encoded_body(cut.raw, found[id(part)])
+        if encoded is None:
+            # Not strict base64: put its text back, the email package decodes it its own way.
+            part.set_payload(restore(str(part.get_payload()), cut))
+        else:
+            bodies[id(part)] = encoded
+    return parsed_from(message, bodies)
+
+
+def _transfer_encoding(part: Message) -> str:
+    # As Message.get_payload(decode=True) reads it.
+    return str(part.get("content-transfer-encoding", "")).lower()
 
 
 def parse_bytes(raw: bytes) -> EmailMessage:
@@ -95,7 +145,7 @@ def parse_bytes(raw: bytes) -> EmailMessage:
     parsebytes decodes the message to one str, then reads it through io.StringIO (4 bytes a
     character): six times a big message at once. Fed in slices, the parser sees the same text.
     """
-    feed = BytesFeedParser(policy=policy.default)
+    feed = BytesFeedParser(policy=POLICY)  # policy.default, headers parsed once
     view = memoryview(raw)
     for start in range(0, len(raw), _FEED_CHUNK):
         feed.feed(bytes(view[start : start + _FEED_CHUNK]))
@@ -107,11 +157,16 @@ def parse_bytes(raw: bytes) -> EmailMessage:
 _FEED_CHUNK = 64 * 1024
 
 
-def parsed_from(message: EmailMessage) -> ParsedMessage:
-    """Build a ParsedMessage from an already-parsed message (also used for rfc822 parts)."""
+def parsed_from(
+    message: EmailMessage, bodies: Mapping[int, EncodedBody] | None = None
+) -> ParsedMessage:
+    """Build a ParsedMessage from an already-parsed message (also used for rfc822 parts).
+
+    bodies: the base64 text of cut-out attachments by id of their part (_parsed_cut).
+    """
     defects: list[str] = []
     body_text, body_bytes, html_only = _body(message, defects)
-    attachments, forwarded = _attachments(message, defects)
+    attachments, forwarded = _attachments(message, defects, bodies or {})
     email = Email(
         sender=next(iter(_mailboxes(message, "from", defects)), None),
         to=tuple(_mailboxes(message, "to", defects)),
@@ -187,7 +242,14 @@ def mailboxes_of(addresses: Iterable[Address]) -> Iterator[Mailbox]:
 def _mailboxes(message: Message, name: str, defects: list[str]) -> list[Mailbox]:
     found: list[Mailbox] = []
     try:
-        for header in message.get_all(name, []):
+        for header_name, value in message.raw_items():  # get_all(name), parsing only if needed
+            if header_name.lower() != name:
+                continue
+            plain = plain_mailboxes(value) if isinstance(value, str) else None
+            if plain is not None:
+                found.extend(Mailbox(clean_text(a), clean_text(n) or None) for n, a in plain)
+                continue
+            header = message.policy.header_fetch_parse(header_name, value)
             found.extend(mailboxes_of(getattr(header, "addresses", ())))
     except Exception as error:  # a malformed header must never stop the message
         defects.append(f"{name}: {type(error).__name__}")
@@ -208,14 +270,34 @@ def _text_header(message: Message, name: str, defects: list[str]) -> str:
 
 def _date(message: Message, defects: list[str]) -> datetime | None:
     try:
-        header = message["date"]
-        when = getattr(header, "datetime", None) if header is not None else None
+        when = _date_value(message)
     except Exception as error:
         defects.append(f"date: {type(error).__name__}")
         return None
     if not isinstance(when, datetime):
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _date_value(message: Message) -> datetime | None:
+    """message["date"].datetime without building the header object (its token tree is most
+    of the cost): the same unfolding, the same parse, None where DateHeader has none."""
+    for name, value in message.raw_items():
+        if name.lower() != "date":
+            continue
+        if not isinstance(value, str):
+            return getattr(value, "datetime", None)
+        value = "".join(_LINE_BREAKS.split(value))
+        if not value:
+            return None
+        try:
+            return email.utils.parsedate_to_datetime(value)
+        except ValueError:
+            return None
+    return None
+
+
+_LINE_BREAKS = re.compile(r"\n|\r")  # policy.default's linesep_splitter
 
 
 def _message_id(message: Message, defects: list[str]) -> str | None:
@@ -250,17 +332,24 @@ def _decoded_text(part: Message, defects: list[str]) -> str:
     return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
 
 
-def _attachments(message: EmailMessage, defects: list[str]) -> tuple[list[Attachment], list[bytes]]:
+def _attachment_parts(message: EmailMessage) -> list[MIMEPart]:
+    parts: list[MIMEPart] = list(message.iter_attachments())
+    # iter_attachments only looks one level down; walk nested multiparts too.
+    pending = [p for p in message.iter_parts() if p.is_multipart()]
+    while pending:
+        nested = pending.pop()
+        parts.extend(nested.iter_attachments())
+        pending.extend(p for p in nested.iter_parts() if p.is_multipart())
+    return parts
+
+
+def _attachments(
+    message: EmailMessage, defects: list[str], bodies: Mapping[int, EncodedBody]
+) -> tuple[list[Attachment], list[bytes]]:
     attachments: list[Attachment] = []
     forwarded: list[bytes] = []
     try:
-        parts: list[MIMEPart] = list(message.iter_attachments())
-        # iter_attachments only looks one level down; walk nested multiparts too.
-        pending = [p for p in message.iter_parts() if p.is_multipart()]
-        while pending:
-            nested = pending.pop()
-            parts.extend(nested.iter_attachments())
-            pending.extend(p for p in nested.iter_parts() if p.is_multipart())
+        parts = _attachment_parts(message)
     except Exception as error:
         defects.append(f"attachments: {type(error).__name__}")
         return attachments, forwarded
@@ -279,6 +368,18 @@ def _attachments(message: EmailMessage, defects: list[str]) -> tuple[list[Attach
             if content:
                 forwarded.append(content)
         else:
+            encoded = bodies.get(id(part))
+            if encoded is not None:  # left in the received bytes, already measured
+                attachments.append(
+                    Attachment(
+                        filename=clean_text(part.get_filename() or "") or None,
+                        content_type=content_type,
+                        size=encoded.size,
+                        sha256=encoded.sha256,
+                        body=encoded,
+                    )
+                )
+                continue
             decoded = part.get_payload(decode=True)
             content = decoded if isinstance(decoded, bytes) else b""
         attachments.append(
@@ -287,7 +388,7 @@ def _attachments(message: EmailMessage, defects: list[str]) -> tuple[list[Attach
                 content_type=content_type,
                 size=len(content),
                 sha256=hashlib.sha256(content).hexdigest(),
-                content=content,
+                body=content,
             )
         )
     return attachments, forwarded

@@ -10,9 +10,8 @@ import hashlib
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email import policy
-from email.parser import BytesHeaderParser
 
+from capture_server.email_policy import parsed_header_section
 from capture_server.pipeline.attribute import resolve_user
 from capture_server.pipeline.filter import automated_reason
 from capture_server.pipeline.message import (
@@ -81,7 +80,7 @@ def thread_lookup(raw: bytes) -> ThreadLookup:
     """Read the header section alone (the body may be large); never fails on bad headers."""
     # The header section alone: parsebytes would copy the whole message twice first.
     section = raw[: header_section_size(raw)] + b"\r\n\r\n"
-    headers = BytesHeaderParser(policy=policy.default).parsebytes(section)
+    headers = parsed_header_section(section)
     found: list[str] = []
     subject = ""
     sender: str | None = None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,46 @@ def make_engine(url: str) -> Engine:
 def writing(engine: Engine) -> Engine:
     """The engine to open write transactions with (SQLite takes its write lock up front)."""
     return engine.execution_options(capture_write=True)
+
+
+class WriterTurn:
+    """Whose turn it is to write a SQLite file, across threads and processes (issue 10).
+
+    SQLite's own wait for its write lock polls, sleeping up to 100 ms between tries: with
+    several worker processes, a writer that keeps losing waits seconds. A blocking flock()
+    on a file beside the database wakes the next writer the moment the lock is free.
+    Each turn opens its own descriptor, so threads of one process exclude each other too.
+    Writers that do not take a turn (another program) still meet SQLite's busy timeout.
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self.path = f"{database}-writelock" if database and database != ":memory:" else None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        descriptor = self._open()
+        if descriptor is None:
+            yield
+            return
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # releases the lock
+
+    def _open(self) -> int | None:
+        if self.path is None:
+            return None
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return None  # a read-only folder: SQLite's busy timeout alone
+
+
+def writer_turn(engine: Engine) -> WriterTurn:
+    """The turn to take around write transactions; a no-op for PostgreSQL and memory DBs."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    return WriterTurn(database)
 
 
 def _sqlite_begin(connection: Any) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Connection
 from sqlmodel import Session, col, select
 
 from capture_server.pipeline.enrich import check_pattern
@@ -23,8 +23,9 @@ from capture_server.pipeline.message import (
     TraceEntry,
 )
 from capture_server.store import webhooks
+from capture_server.store.capture_sql import dialect_of, insert_rows
 from capture_server.store.integration_models import EngagementValue, ExtractorRow
-from capture_server.store.models import Company, Contact, Deal, EngagementDeal, utcnow
+from capture_server.store.models import Company, Contact, utcnow
 
 if TYPE_CHECKING:
     from capture_server.store.repositories import Store
@@ -119,37 +120,36 @@ def extracted_values(session: Session, engagement_id: str) -> dict[str, list[str
 # -- hooks of Store.record ------------------------------------------------------------------
 
 
-def known_contacts(session: Session, account_id: int, draft: EngagementDraft) -> set[str]:
-    """Contacts that exist before the write: the others are created by it."""
-    wanted = [mailbox.key for mailbox in draft.contacts]
-    if not wanted:
-        return set()
-    return set(
-        session.exec(
-            select(Contact.primary_address).where(
-                Contact.account_id == account_id, col(Contact.primary_address).in_(wanted)
-            )
-        )
-    )
-
-
 def engagement_written(
     session: Session,
     target: CaptureTarget,
     decision: Decision,
     engagement_id: str,
     known: set[str],
+    deals: list[int],
 ) -> Decision:
     """Values and referenced deals of a new engagement, and its webhook events.
 
+    known: the contact addresses that existed before the write; deals: those linked by it.
     Returns the decision with a trace line for deal references (a missing deal is told).
     """
     draft = decision.draft
     assert draft is not None
-    _write_values(session, engagement_id, draft.extracted)
+    connection = session.connection()
+    sql = dialect_of(connection)
+    insert_rows(
+        connection,
+        sql.insert_value,
+        [
+            {"engagement_id": engagement_id, "name": name, "position": position, "value": value}
+            for name, values in draft.extracted.items()
+            for position, value in enumerate(values)
+        ],
+    )
     trace = decision.trace
     if draft.referenced_deals:
-        linked, missing = _link_deals(session, target.account_id, engagement_id, draft)
+        linked, missing = _link_deals(connection, target.account_id, engagement_id, draft)
+        deals = [*deals, *linked]
         parts = []
         if linked:
             parts.append("linked deal(s) " + ", ".join(map(str, linked)))
@@ -157,19 +157,19 @@ def engagement_written(
             parts.append("no deal " + ", ".join(map(str, missing)) + " in this account")
         outcome = "pass" if not missing else "warn"
         trace = (*trace, TraceEntry("references", outcome, "; ".join(parts)))
-    deals = sorted(
-        session.exec(select(EngagementDeal.deal_id).where(EngagementDeal.engagement_id ==
-                                                          engagement_id))
-    )  # fmt: skip
+    hooks = webhooks.hooks_of(session, target.account_id)
+    if not hooks:
+        return dataclasses.replace(decision, trace=trace)
     webhooks.enqueue(
         session,
         target,
         webhooks.ENGAGEMENT_CREATED,
         engagement_id,
-        {"engagement": _engagement_payload(engagement_id, draft, deals)},
+        {"engagement": _engagement_payload(engagement_id, draft, sorted(set(deals)))},
+        hooks,
     )
     for mailbox in draft.contacts:
-        if mailbox.key in known:
+        if mailbox.key in known or not webhooks.wanted(hooks, webhooks.CONTACT_CREATED):
             continue
         row = session.exec(
             select(Contact, Company.domain)
@@ -188,6 +188,7 @@ def engagement_written(
             {"contact": {"id": contact.id, "address": contact.primary_address,
                          "name": contact.name, "company": company,
                          "engagement_id": engagement_id}},
+            hooks,
         )  # fmt: skip
     return dataclasses.replace(decision, trace=trace)
 
@@ -206,34 +207,23 @@ def event_written(
         )  # fmt: skip
 
 
-def _write_values(
-    session: Session, engagement_id: str, extracted: Mapping[str, tuple[str, ...]]
-) -> None:
-    for name, values in extracted.items():
-        for position, value in enumerate(values):
-            session.add(
-                EngagementValue(
-                    engagement_id=engagement_id, name=name, position=position, value=value
-                )
-            )
-
-
 def _link_deals(
-    session: Session, account_id: int, engagement_id: str, draft: EngagementDraft
+    connection: Connection, account_id: int, engagement_id: str, draft: EngagementDraft
 ) -> tuple[list[int], list[int]]:
+    """Link the deals the email names; (linked, missing). Already linked ones stay once."""
     wanted = list(draft.referenced_deals)
+    sql = dialect_of(connection)
     existing = set(
-        session.exec(select(Deal.id).where(Deal.account_id == account_id, col(Deal.id).in_(wanted)))
+        connection.execute(
+            sql.existing_deals, {"account_id": account_id, "deal_ids": wanted}
+        ).scalars()
     )
-    already = set(
-        session.exec(select(EngagementDeal.deal_id).where(EngagementDeal.engagement_id ==
-                                                          engagement_id))
-    )  # fmt: skip
     linked = [deal_id for deal_id in wanted if deal_id in existing]
-    for deal_id in linked:
-        if deal_id not in already:
-            session.add(EngagementDeal(engagement_id=engagement_id, deal_id=deal_id))
-    session.flush()
+    insert_rows(
+        connection,
+        sql.insert_engagement_deal,  # ON CONFLICT DO NOTHING: a deal the thread also had
+        [{"engagement_id": engagement_id, "deal_id": deal_id} for deal_id in linked],
+    )
     return linked, [deal_id for deal_id in wanted if deal_id not in existing]
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
@@ -219,6 +220,8 @@ class Engagement(SQLModel, table=True):
         UniqueConstraint("account_id", "dedupe_key"),
         Index("ix_engagement_account_thread", "account_id", "thread_id"),
         Index("ix_engagement_account_message_id", "account_id", "message_id"),
+        # Reply threading looks Message-IDs up in any letter case (migration 0011).
+        Index("ix_engagement_account_message_id_lower", "account_id", text("lower(message_id)")),
         Index("ix_engagement_account_subject_hash", "account_id", "subject_hash"),
         Index("ix_engagement_account_created", "account_id", "created_at", "id"),  # API paging
     )

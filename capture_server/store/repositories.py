@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Connection, Engine, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -44,7 +44,8 @@ from capture_server.pipeline.thread import ThreadLookup
 from capture_server.received import received_keys
 from capture_server.store import enrichment, profiles
 from capture_server.store.cache import VERSION_QUERY, VERSIONS, VersionedCache, account_version
-from capture_server.store.db import writing
+from capture_server.store.capture_sql import contact_ids, dialect_of, insert_rows
+from capture_server.store.db import writer_turn, writing
 from capture_server.store.integration_models import ExtractorRow
 from capture_server.store.models import (
     Account,
@@ -56,8 +57,6 @@ from capture_server.store.models import (
     Company,
     Contact,
     ContactAddress,
-    Deal,
-    DealContact,
     Engagement,
     EngagementCompany,
     EngagementContact,
@@ -65,7 +64,6 @@ from capture_server.store.models import (
     NeverLog,
     Participant,
     ServerState,
-    ThreadMessage,
     Tombstone,
     User,
     utcnow,
@@ -134,6 +132,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._write_engine = writing(engine)
+        self.writer_turn = writer_turn(engine)  # SQLite: writers queue without polling
         # Checked against account_version on every use: see store/cache.py.
         self._states: VersionedCache[AccountState] = VersionedCache()
         self._targets: VersionedCache[CaptureTarget] = VersionedCache()
@@ -154,7 +153,11 @@ class Store:
                 yield group
             return
         try:
-            with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+            with (
+                self.writer_turn.held(),
+                Session(self._write_engine, expire_on_commit=False) as session,
+                session.begin(),
+            ):
                 yield session
         except IntegrityError:
             raise
@@ -482,20 +485,13 @@ class Store:
         wanted = sorted({m.strip().lower() for m in message_ids if m})[:200]
         if not wanted:
             return {}
-        rows = session.exec(
-            select(Engagement.message_id, Engagement.thread_id).where(
-                Engagement.account_id == account_id,
-                func.lower(Engagement.message_id).in_(wanted),
-            )
-        )
+        connection = session.connection()
+        sql = dialect_of(connection)
+        params = {"account_id": account_id, "message_ids": wanted}
+        rows = connection.execute(sql.engagements_by_message_id, params)
         found = {message_id.lower(): thread for message_id, thread in rows if message_id}
         # Ids a logged email referred to, or a logged forward carried (see ThreadMessage).
-        for message_id, thread in session.exec(
-            select(ThreadMessage.message_id, ThreadMessage.thread_id).where(
-                ThreadMessage.account_id == account_id,
-                col(ThreadMessage.message_id).in_(wanted),
-            )
-        ):
+        for message_id, thread in connection.execute(sql.thread_messages, params):
             found.setdefault(message_id, thread)
         return found
 
@@ -605,15 +601,16 @@ class Store:
                 prepare(session)
             engagement_id: str | None = None
             if decision.action is Action.LOG and decision.draft is not None:
-                known = enrichment.known_contacts(
-                    session, message.target.account_id, decision.draft
+                account_id = message.target.account_id
+                known = contact_ids(
+                    session.connection(), account_id, [m.key for m in decision.draft.contacts]
+                )  # before the write: the others are created by it
+                engagement_id, deals = self._write_engagement(
+                    session, account_id, decision.draft, known
                 )
-                engagement_id, is_new = self._write_engagement(
-                    session, message.target.account_id, decision.draft
-                )
-                if is_new:  # values, referenced deals, webhook outbox: this transaction
+                if deals is not None:  # new: values, referenced deals, webhook outbox
                     decision = enrichment.engagement_written(
-                        session, message.target, decision, engagement_id, known
+                        session, message.target, decision, engagement_id, set(known), deals
                     )
                     draft = decision.draft
                     assert draft is not None
@@ -629,98 +626,103 @@ class Store:
                     )  # fmt: skip
             email = decision.draft.email if decision.draft else None
             smtp_reply = reply_for(decision, engagement_id, event_id)
-            session.add(
-                CaptureEvent(
-                    id=event_id,
-                    account_id=message.target.account_id,
-                    received_at=message.envelope.received_at,
-                    protocol=message.envelope.protocol,
-                    mail_from=message.envelope.mail_from,
-                    rcpt=message.envelope.rcpt,
-                    kind=message.target.kind.value,
-                    message_id=email.message_id if email else None,
-                    subject=email.subject[:998] if email else "",
-                    decision=decision.action.value,
-                    reason=decision.reason.value,
-                    smtp_reply=smtp_reply,
-                    engagement_id=engagement_id,
-                    trace_json=json.dumps([t.as_dict() for t in decision.trace]),
-                    warnings_json=json.dumps(list(decision.warnings)),
-                    authentication_json=(
+            connection = session.connection()
+            connection.execute(
+                dialect_of(connection).insert_event,
+                {
+                    "id": event_id,
+                    "account_id": message.target.account_id,
+                    "received_at": message.envelope.received_at,
+                    "protocol": message.envelope.protocol,
+                    "mail_from": message.envelope.mail_from,
+                    "rcpt": message.envelope.rcpt,
+                    "kind": message.target.kind.value,
+                    "message_id": email.message_id if email else None,
+                    "subject": email.subject[:998] if email else "",
+                    "decision": decision.action.value,
+                    "reason": decision.reason.value,
+                    "smtp_reply": smtp_reply,
+                    "engagement_id": engagement_id,
+                    "trace_json": json.dumps([t.as_dict() for t in decision.trace]),
+                    "warnings_json": json.dumps(list(decision.warnings)),
+                    "authentication_json": (
                         json.dumps(decision.authentication.as_dict())
                         if decision.authentication
                         else None
                     ),
-                    header_from=received.from_address,
-                    header_message_id=received.message_id,
-                    archive_key=archive_key,
-                )
+                    "header_from": received.from_address,
+                    "header_message_id": received.message_id,
+                    "archive_key": archive_key,
+                },
             )
             enrichment.event_written(session, message.target, decision, event_id, smtp_reply)
         return RecordResult(event_id, engagement_id, decision, smtp_reply)
 
     def _write_engagement(
-        self, session: Session, account_id: int, draft: EngagementDraft
-    ) -> tuple[str, bool]:
-        """Insert the engagement unless its dedupe key exists; (id, created now?)."""
+        self, session: Session, account_id: int, draft: EngagementDraft, known: dict[str, int]
+    ) -> tuple[str, list[int] | None]:
+        """Insert the engagement unless its dedupe key exists: (id, its deals if created now)."""
+        connection = session.connection()
+        sql = dialect_of(connection)
         keys = [draft.dedupe_key]
         if not draft.dedupe_key.startswith("sha:"):
             keys.append("sha:" + draft.content_hash)  # a reused Message-ID, other content
         for key in keys:
             candidate = new_id("eng")
-            _insert_ignore(
-                session,
-                Engagement,
-                _engagement_values(candidate, account_id, key, draft),
-                ["account_id", "dedupe_key"],
-            )
-            existing = session.exec(
-                select(Engagement).where(
-                    Engagement.account_id == account_id, Engagement.dedupe_key == key
-                )
+            values = _engagement_values(candidate, account_id, key, draft)
+            if connection.execute(sql.insert_engagement, values).first() is not None:
+                deals = self._link(session, account_id, candidate, draft, known)
+                self._note_thread_ids(connection, account_id, candidate, draft.thread_id, draft)
+                return candidate, deals
+            existing = connection.execute(
+                sql.engagement_by_key, {"account_id": account_id, "key": key}
             ).one()
-            if existing.id == candidate:
-                self._link(session, account_id, candidate, draft)
-                self._note_thread_ids(session, account_id, existing, draft)
-                return candidate, True
             if existing.content_hash == draft.content_hash:
                 # Another route to the same email may carry ids the first did not (a forward).
-                self._note_thread_ids(session, account_id, existing, draft)
-                return existing.id, False
-        return existing.id, False
+                self._note_thread_ids(connection, account_id, existing.id, existing.thread_id,
+                                      draft)  # fmt: skip
+                return str(existing.id), None
+        return str(existing.id), None
 
-    def _note_thread_ids(self, session: Session, account_id: int, engagement: Engagement,
-                         draft: EngagementDraft) -> None:  # fmt: skip
-        for message_id in draft.thread_message_ids[:MAX_THREAD_IDS]:
-            _insert_ignore(
-                session,
-                ThreadMessage,
+    def _note_thread_ids(self, connection: Connection, account_id: int, engagement_id: str,
+                         thread_id: str, draft: EngagementDraft) -> None:  # fmt: skip
+        insert_rows(
+            connection,
+            dialect_of(connection).insert_thread_message,
+            [
                 {"account_id": account_id, "message_id": message_id[:998],
-                 "thread_id": engagement.thread_id, "engagement_id": engagement.id},
-                ["account_id", "message_id"],
-            )  # fmt: skip
+                 "thread_id": thread_id, "engagement_id": engagement_id}
+                for message_id in dict.fromkeys(draft.thread_message_ids[:MAX_THREAD_IDS])
+            ],
+        )  # fmt: skip
 
     def _link(self, session: Session, account_id: int, engagement_id: str,
-              draft: EngagementDraft) -> None:  # fmt: skip
+              draft: EngagementDraft, known: dict[str, int]) -> list[int]:  # fmt: skip
+        """Participants, attachments, contacts, companies and deals; returns the deal ids."""
+        connection = session.connection()
+        sql = dialect_of(connection)
         email = draft.email
-        for role, mailboxes in (("to", email.to), ("cc", email.cc)):
-            for position, mailbox in enumerate(mailboxes):
-                session.add(
-                    Participant(
-                        engagement_id=engagement_id,
-                        role=role,
-                        position=position,
-                        address=mailbox.address,
-                        name=mailbox.name,
-                    )
-                )
+        insert_rows(
+            connection,
+            sql.insert_participant,
+            [
+                {"engagement_id": engagement_id, "role": role, "position": position,
+                 "address": mailbox.address, "name": mailbox.name}
+                for role, mailboxes in (("to", email.to), ("cc", email.cc))
+                for position, mailbox in enumerate(mailboxes)
+            ],
+        )  # fmt: skip
+        from capture_server.store.blobs import write_streamed  # big ones in pieces (issue 10)
+
         for position, attachment in enumerate(email.attachments):
-            _insert_ignore(
-                session,
-                Blob,
-                {"sha256": attachment.sha256, "size": attachment.size, "data": attachment.content},
-                ["sha256"],
-            )
+            if not write_streamed(session, attachment):
+                _insert_ignore(
+                    session,
+                    Blob,
+                    {"sha256": attachment.sha256, "size": attachment.size,
+                     "data": attachment.content},
+                    ["sha256"],
+                )  # fmt: skip
             session.add(
                 AttachmentRow(
                     engagement_id=engagement_id,
@@ -731,83 +733,92 @@ class Store:
                     sha256=attachment.sha256,
                 )
             )
-        company_ids = {
-            domain: self._company_id(session, account_id, domain) for domain in draft.companies
-        }
-        contact_ids: list[int] = []
-        for mailbox in draft.contacts:
-            company_id = company_ids.get(mailbox.domain)
-            contact_id = self._contact_id(session, account_id, mailbox, company_id,
-                                          draft.create_contacts)  # fmt: skip
-            if contact_id is not None and contact_id not in contact_ids:
-                contact_ids.append(contact_id)
-        for contact_id in contact_ids:
-            session.add(EngagementContact(engagement_id=engagement_id, contact_id=contact_id))
-        for company_id in dict.fromkeys(company_ids.values()):
-            session.add(EngagementCompany(engagement_id=engagement_id, company_id=company_id))
-        deal_ids = [*self._thread_deals(session, account_id, draft.deals),
-                    *self._open_deals(session, contact_ids, draft.max_deals)]  # fmt: skip
-        for deal_id in dict.fromkeys(deal_ids):
-            session.add(EngagementDeal(engagement_id=engagement_id, deal_id=deal_id))
+        company_ids = self._company_ids(connection, account_id, draft.companies)
+        contacts = dict(known)
+        if draft.create_contacts:
+            missing: dict[str, Mailbox] = {}
+            for mailbox in draft.contacts:
+                if mailbox.key not in contacts:
+                    missing.setdefault(mailbox.key, mailbox)  # the first one names it
+            now = utcnow()
+            insert_rows(
+                connection,
+                sql.insert_contact,
+                [
+                    {"account_id": account_id, "primary_address": key, "name": mailbox.name,
+                     "company_id": company_ids.get(mailbox.domain), "created_by": "capture",
+                     "created_at": now}
+                    for key, mailbox in missing.items()
+                ],
+            )  # fmt: skip
+            contacts.update(contact_ids(connection, account_id, list(missing)))
+        linked = list(dict.fromkeys(contacts[m.key] for m in draft.contacts if m.key in contacts))
+        insert_rows(
+            connection,
+            sql.insert_engagement_contact,
+            [{"engagement_id": engagement_id, "contact_id": c} for c in linked],
+        )
+        insert_rows(
+            connection,
+            sql.insert_engagement_company,
+            [{"engagement_id": engagement_id, "company_id": c}
+             for c in dict.fromkeys(company_ids.values())],
+        )  # fmt: skip
+        deal_ids = list(dict.fromkeys([
+            *self._existing_deals(connection, account_id, draft.deals),
+            *self._open_deals(connection, linked, draft.max_deals),
+        ]))  # fmt: skip
+        insert_rows(
+            connection,
+            sql.insert_engagement_deal,
+            [{"engagement_id": engagement_id, "deal_id": d} for d in deal_ids],
+        )
+        return deal_ids
 
-    def _thread_deals(self, session: Session, account_id: int, deal_ids: tuple[int, ...]
-                      ) -> list[int]:  # fmt: skip
-        """The thread's deals that still exist (read before the pipeline, written now)."""
+    @staticmethod
+    def _existing_deals(connection: Connection, account_id: int, deal_ids: Sequence[int]
+                        ) -> list[int]:  # fmt: skip
+        """Those of deal_ids that still exist, in their order (a thread's, read earlier)."""
         if not deal_ids:
             return []
-        rows = session.exec(
-            select(Deal.id).where(Deal.account_id == account_id, col(Deal.id).in_(deal_ids))
-        ).all()
-        return [deal_id for deal_id in deal_ids if deal_id in set(rows)]
-
-    def _company_id(self, session: Session, account_id: int, domain: str) -> int:
-        _insert_ignore(
-            session,
-            Company,
-            {"account_id": account_id, "domain": domain, "created_at": utcnow()},
-            ["account_id", "domain"],
+        found = set(
+            connection.execute(
+                dialect_of(connection).existing_deals,
+                {"account_id": account_id, "deal_ids": list(deal_ids)},
+            ).scalars()
         )
-        company_id = session.exec(
-            select(Company.id).where(Company.account_id == account_id, Company.domain == domain)
-        ).one()
-        assert company_id is not None
-        return company_id
+        return [deal_id for deal_id in deal_ids if deal_id in found]
 
-    def _contact_id(
-        self,
-        session: Session,
-        account_id: int,
-        mailbox: Mailbox,
-        company_id: int | None,
-        may_create: bool,
-    ) -> int | None:
-        found = find_contact(session, account_id, mailbox.key)
-        if found is not None or not may_create:
-            return found
-        _insert_ignore(
-            session,
-            Contact,
-            {
-                "account_id": account_id,
-                "primary_address": mailbox.key,
-                "name": mailbox.name,
-                "company_id": company_id,
-                "created_by": "capture",
-                "created_at": utcnow(),
-            },
-            ["account_id", "primary_address"],
-        )
-        return find_contact(session, account_id, mailbox.key)
+    @staticmethod
+    def _company_ids(connection: Connection, account_id: int, domains: Sequence[str]
+                     ) -> dict[str, int]:  # fmt: skip
+        """domain → company id, creating the missing ones (usually none: one statement)."""
+        if not domains:
+            return {}
+        sql = dialect_of(connection)
+        wanted = list(dict.fromkeys(domains))
+        params = {"account_id": account_id, "domains": wanted}
+        rows = connection.execute(sql.companies_by_domain, params)
+        found: dict[str, int] = {domain: company_id for domain, company_id in rows}
+        missing = [domain for domain in wanted if domain not in found]
+        if missing:
+            now = utcnow()
+            insert_rows(
+                connection,
+                sql.insert_company,
+                [{"account_id": account_id, "domain": d, "created_at": now} for d in missing],
+            )
+            params["domains"] = missing
+            found.update(tuple(row) for row in connection.execute(sql.companies_by_domain, params))
+        return {domain: found[domain] for domain in wanted}
 
-    def _open_deals(self, session: Session, contact_ids: list[int], limit: int) -> list[int]:
+    @staticmethod
+    def _open_deals(connection: Connection, contact_ids: list[int], limit: int) -> list[int]:
         if not contact_ids:
             return []
-        rows = session.exec(
-            select(Deal.id)
-            .join(DealContact, col(DealContact.deal_id) == Deal.id)
-            .where(col(DealContact.contact_id).in_(contact_ids), col(Deal.is_open).is_(True))
-            .order_by(col(Deal.created_at).desc(), col(Deal.id).desc())
-        ).all()
+        rows = connection.execute(
+            dialect_of(connection).open_deals, {"contact_ids": contact_ids}
+        ).scalars()
         return [deal_id for deal_id in dict.fromkeys(rows) if deal_id is not None][:limit]
 
     # -- listings ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 
 from capture_server.logging import get_logger
 from capture_server.pipeline.message import CaptureTarget
+from capture_server.store.capture_sql import dialect_of
 from capture_server.store.integration_models import Webhook, WebhookDelivery
 from capture_server.store.models import utcnow
 
@@ -201,30 +202,50 @@ def retry(store: Store, slug: str, ids: list[str]) -> int:
 # -- the outbox -----------------------------------------------------------------------------
 
 
+Hook = tuple[int, frozenset[str]]  # a webhook's id and the events it subscribed to
+
+
+def hooks_of(session: Session, account_id: int) -> list[Hook]:
+    """The account's webhooks: read once per message (most accounts have none)."""
+    connection = session.connection()
+    rows = connection.execute(dialect_of(connection).webhooks_of_account,
+                              {"account_id": account_id})  # fmt: skip
+    return [(hook_id, frozenset(events.split())) for hook_id, events in rows]
+
+
+def wanted(hooks: list[Hook], event: str) -> bool:
+    return any(event in events for _, events in hooks)
+
+
 def enqueue(
-    session: Session, target: CaptureTarget, event: str, subject_id: str, data: dict[str, Any]
+    session: Session,
+    target: CaptureTarget,
+    event: str,
+    subject_id: str,
+    data: dict[str, Any],
+    hooks: list[Hook] | None = None,
 ) -> None:
     """One outbox row per subscribed webhook, in the caller's transaction."""
-    hooks = session.exec(select(Webhook).where(Webhook.account_id == target.account_id)).all()
+    if hooks is None:
+        hooks = hooks_of(session, target.account_id)
     key = f"{event}:{subject_id}"
     now = utcnow()
-    for hook in hooks:
-        if event not in hook.events.split():
+    for hook_id, events in hooks:
+        if event not in events:
             continue
         exists = session.exec(
             select(WebhookDelivery.id).where(
-                WebhookDelivery.webhook_id == hook.id, WebhookDelivery.idempotency_key == key
+                WebhookDelivery.webhook_id == hook_id, WebhookDelivery.idempotency_key == key
             )
         ).first()
         if exists is not None:
             continue  # the same event told twice (a concurrent capture): one delivery
         body = {"id": key, "type": event, "account": target.account_slug,
                 "created_at": now.isoformat(), "data": data}  # fmt: skip
-        assert hook.id is not None
         session.add(
             WebhookDelivery(
                 id=_delivery_id(),
-                webhook_id=hook.id,
+                webhook_id=hook_id,
                 account_id=target.account_id,
                 event=event,
                 idempotency_key=key,

@@ -85,6 +85,7 @@ class GroupWriter:
     def _together(self, batch: list[_Pending]) -> None:
         try:
             with (
+                self.store.writer_turn.held(),
                 Session(self.store._write_engine, expire_on_commit=False) as session,
                 session.begin(),
             ):
