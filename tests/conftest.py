@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -264,3 +265,23 @@ def daemon(database_url: str, tmp_path: Path) -> Iterator[RunningDaemon]:
         if running.process.poll() is None:
             running.process.kill()
             running.process.wait(timeout=10)
+
+
+def sigterm_during_delivery(daemon: RunningDaemon, bcc: str) -> None:
+    """SIGTERM arrives halfway through DATA: the listener closes to new clients at once,
+    and the transaction in flight still ends in 250 (the drain)."""
+    raw = read_data("bcc_simple.eml").replace(b"\n", b"\r\n")
+    with socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220")
+        for command in (b"HELO client.test", b"MAIL FROM:<rita@acme.test>",
+                        f"RCPT TO:<{bcc}>".encode(), b"DATA"):  # fmt: skip
+            sock.sendall(command + b"\r\n")
+            assert reader.readline()[:1] in (b"2", b"3")
+        sock.sendall(raw[:200])
+        daemon.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=2).close()
+        sock.sendall(raw[200:] + b".\r\n")
+        assert reader.readline().startswith(b"250 2.0.0 queued as eng_")

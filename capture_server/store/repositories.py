@@ -43,6 +43,7 @@ from capture_server.pipeline.message import (
 from capture_server.pipeline.thread import ThreadLookup
 from capture_server.received import received_keys
 from capture_server.store import enrichment, profiles
+from capture_server.store.blobs import write_streamed
 from capture_server.store.cache import VERSION_QUERY, VERSIONS, VersionedCache, account_version
 from capture_server.store.capture_sql import contact_ids, dialect_of, insert_rows
 from capture_server.store.db import writer_turn, writing
@@ -712,10 +713,8 @@ class Store:
                 for position, mailbox in enumerate(mailboxes)
             ],
         )  # fmt: skip
-        from capture_server.store.blobs import write_streamed  # big ones in pieces (issue 10)
-
         for position, attachment in enumerate(email.attachments):
-            if not write_streamed(session, attachment):
+            if not write_streamed(session, attachment):  # big ones in pieces (issue 10)
                 _insert_ignore(
                     session,
                     Blob,

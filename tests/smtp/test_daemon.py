@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-import signal
 import smtplib
 import socket
 import threading
-import time
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import Cli, RunningDaemon, make_account, read_data, start_daemon
+from tests.conftest import (
+    Cli,
+    RunningDaemon,
+    make_account,
+    read_data,
+    sigterm_during_delivery,
+    start_daemon,
+)
 
 
 def send(daemon: RunningDaemon, raw: bytes, rcpts: list[str], mail_from: str) -> tuple[int, bytes]:
@@ -217,21 +220,6 @@ def test_sigterm_finishes_the_transaction_in_flight(
 ) -> None:
     account = make_account(cli)
     daemon = start_daemon(database_url, tmp_path)
-    raw = read_data("bcc_simple.eml").replace(b"\n", b"\r\n")
-    with socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=30) as sock:
-        reader = sock.makefile("rb")
-        reader.readline()
-        for command in (b"HELO client.test", b"MAIL FROM:<rita@acme.test>",
-                        f"RCPT TO:<{account.bcc}>".encode(), b"DATA"):  # fmt: skip
-            sock.sendall(command + b"\r\n")
-            assert reader.readline()[:1] in (b"2", b"3")
-        sock.sendall(raw[:200])
-        daemon.process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
-        # The listener is closed to new clients while this transaction goes on.
-        with pytest.raises(OSError):
-            socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=2).close()
-        sock.sendall(raw[200:] + b".\r\n")
-        assert reader.readline().startswith(b"250 2.0.0 queued as eng_")
+    sigterm_during_delivery(daemon, account.bcc)
     assert daemon.process.wait(timeout=30) == 0
     assert len(engagements(cli, account.slug)) == 1

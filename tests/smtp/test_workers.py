@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,14 @@ from typing import Any
 import pytest
 
 from capture_server.store.db import make_engine, migrate
-from tests.conftest import Cli, RunningDaemon, make_account, read_data, start_daemon
+from tests.conftest import (
+    Cli,
+    RunningDaemon,
+    make_account,
+    read_data,
+    sigterm_during_delivery,
+    start_daemon,
+)
 
 CONNECTIONS = 20
 PER_CONNECTION = 3
@@ -147,22 +153,7 @@ def test_sigterm_to_the_supervisor_finishes_the_delivery_in_flight(
     daemon = start_daemon(database_url, tmp_path, workers="2")
     try:
         _wait_workers(daemon, 2)
-        raw = read_data("bcc_simple.eml").replace(b"\n", b"\r\n")
-        with socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=30) as sock:
-            reader = sock.makefile("rb")
-            assert reader.readline().startswith(b"220")
-            for command in (b"HELO client.test", b"MAIL FROM:<rita@acme.test>",
-                            f"RCPT TO:<{account.bcc}>".encode(), b"DATA"):  # fmt: skip
-                sock.sendall(command + b"\r\n")
-                assert reader.readline()[:1] in (b"2", b"3")
-            sock.sendall(raw[:200])
-            daemon.process.send_signal(signal.SIGTERM)
-            time.sleep(0.5)
-            # Every worker and the supervisor closed the listener to new clients.
-            with pytest.raises(OSError):
-                socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=2).close()
-            sock.sendall(raw[200:] + b".\r\n")
-            assert reader.readline().startswith(b"250 2.0.0 queued as eng_")
+        sigterm_during_delivery(daemon, account.bcc)  # every worker closes the listener
     except BaseException:
         _kill_all(daemon)
         raise
