@@ -15,14 +15,17 @@ from typing import Any
 
 from sqlalchemy import (
     BindParameter,
+    CompoundSelect,
     Connection,
     Insert,
     Select,
     Table,
     bindparam,
     func,
+    literal_column,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -66,8 +69,7 @@ class CaptureStatements:
     insert_thread_message: Insert
     existing_deals: Select[Any]
     open_deals: Select[Any]
-    engagements_by_message_id: Select[Any]
-    thread_messages: Select[Any]
+    threads: CompoundSelect[Any]  # (0, engagement's id, thread) rows, then (1, …) of thread_message
     insert_event: Insert
     webhooks_of_account: Select[Any]
 
@@ -134,16 +136,20 @@ def statements(dialect: str) -> CaptureStatements:
             .order_by(_table(Deal).c.created_at.desc(), _table(Deal).c.id.desc())
         ),
         # lower(message_id) has its own index (migration 0011): no scan of the account.
-        engagements_by_message_id=select(engagement.c.message_id, engagement.c.thread_id).where(
-            engagement.c.account_id == account,
-            func.lower(engagement.c.message_id).in_(bindparam("message_ids", expanding=True)),
-        ),
-        thread_messages=select(
-            _table(ThreadMessage).c.message_id, _table(ThreadMessage).c.thread_id
-        ).where(
-            _table(ThreadMessage).c.account_id == account,
-            _table(ThreadMessage).c.message_id.in_(bindparam("message_ids", expanding=True)),
-        ),
+        threads=union_all(
+            select(literal_column("0"), engagement.c.message_id, engagement.c.thread_id).where(
+                engagement.c.account_id == account,
+                func.lower(engagement.c.message_id).in_(bindparam("message_ids", expanding=True)),
+            ),
+            select(
+                literal_column("1"),
+                _table(ThreadMessage).c.message_id,
+                _table(ThreadMessage).c.thread_id,
+            ).where(
+                _table(ThreadMessage).c.account_id == account,
+                _table(ThreadMessage).c.message_id.in_(bindparam("message_ids", expanding=True)),
+            ),
+        ).order_by(literal_column("1")),
         insert_event=_table(CaptureEvent).insert(),
         webhooks_of_account=select(_table(Webhook).c.id, _table(Webhook).c.events)
         .where(_table(Webhook).c.account_id == account)

@@ -168,9 +168,13 @@ class Store:
             raise
 
     @contextmanager
-    def _read(self) -> Iterator[Session]:
+    def _read(self, per_statement: bool = False) -> Iterator[Session]:
+        """A read session. per_statement: no transaction around it (on PostgreSQL no BEGIN
+        and ROLLBACK round trips; its READ COMMITTED gives each statement its own snapshot
+        anyway), for reads whose statements need no common snapshot."""
         try:
-            with Session(self.engine, expire_on_commit=False) as session:
+            engine = self._autocommit if per_statement else self.engine
+            with Session(engine, expire_on_commit=False) as session:
                 yield session
         except DBAPIError as error:
             if _transient(error):
@@ -451,7 +455,8 @@ class Store:
         With a lookup (the reply address), also the threads themselves: owner, contacts,
         companies, deals, recent replies of the sender, and threads matching the subject.
         """
-        with self._read() as session:
+        # The version is read before the rows (VersionedCache), each thread row stands alone.
+        with self._read(per_statement=True) as session:
             state = self._state(session, account_id)
             known_threads = self._threads_of(session, account_id, message_ids)
             rules = rules_from_json(state.settings_json, defaults or AccountRules())
@@ -487,13 +492,13 @@ class Store:
         if not wanted:
             return {}
         connection = session.connection()
-        sql = dialect_of(connection)
         params = {"account_id": account_id, "message_ids": wanted}
-        rows = connection.execute(sql.engagements_by_message_id, params)
-        found = {message_id.lower(): thread for message_id, thread in rows if message_id}
-        # Ids a logged email referred to, or a logged forward carried (see ThreadMessage).
-        for message_id, thread in connection.execute(sql.thread_messages, params):
-            found.setdefault(message_id, thread)
+        found: dict[str, str] = {}
+        # Engagements' own ids first, then ids a logged email referred to or a logged forward
+        # carried (see ThreadMessage): one statement.
+        for _, message_id, thread in connection.execute(dialect_of(connection).threads, params):
+            if message_id:
+                found.setdefault(message_id.lower(), thread)
         return found
 
     def _threads_by_subject(
