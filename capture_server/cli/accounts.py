@@ -17,6 +17,7 @@ from capture_server.cli.common import (
     print_json,
     settings,
     user_app,
+    with_store,
 )
 from capture_server.pipeline.message import (
     AccountRules,
@@ -55,11 +56,7 @@ def account_addresses(
     slug: SlugArg, as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False
 ) -> None:
     """Print an account's current capture addresses."""
-    store = open_store(settings())
-    try:
-        addresses = store.capture_addresses(slug)
-    except StoreError as error:
-        fail(str(error))
+    addresses = with_store(lambda store: store.capture_addresses(slug))
     if as_json:
         print_json(addresses)
     else:
@@ -90,9 +87,8 @@ def user_add(
     ] = SharingOption.everything,
 ) -> None:
     """Add a user (rep) who may log mail."""
-    store = open_store(settings())
-    try:
-        user_id = store.add_user(
+    user_id = with_store(
+        lambda store: store.add_user(
             slug,
             email,
             name=name,
@@ -101,8 +97,7 @@ def user_add(
             teams=team or [],
             sharing=SharingLevel(sharing.value),
         )
-    except StoreError as error:
-        fail(str(error))
+    )
     out.print(f"user {email.strip().lower()} added to {slug} (id {user_id})")
 
 
@@ -122,11 +117,7 @@ def settings_show(
     slug: SlugArg, as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False
 ) -> None:
     """Show an account's effective settings (its own values over the server defaults)."""
-    store = open_store(settings())
-    try:
-        values = store.account_settings(slug, _defaults())
-    except StoreError as error:
-        fail(str(error))
+    values = with_store(lambda store: store.account_settings(slug, _defaults()))
     if as_json:
         print_json(values)
         return
@@ -142,11 +133,7 @@ def settings_set(
     value: Annotated[str, typer.Argument(help="a value; lists as JSON or comma-separated")],
 ) -> None:
     """Change one setting of an account."""
-    store = open_store(settings())
-    try:
-        store.set_account_setting(slug, key, value, _defaults())
-    except (StoreError, SettingError) as error:
-        fail(str(error))
+    with_store(lambda store: store.set_account_setting(slug, key, value, _defaults()), SettingError)
     out.print(f"{slug}: {key} set")
 
 
@@ -155,9 +142,5 @@ def settings_reset(
     slug: SlugArg, key: Annotated[str, typer.Argument(help="the setting to reset")]
 ) -> None:
     """Put one setting back to its default."""
-    store = open_store(settings())
-    try:
-        store.set_account_setting(slug, key, None, _defaults())
-    except (StoreError, SettingError) as error:
-        fail(str(error))
+    with_store(lambda store: store.set_account_setting(slug, key, None, _defaults()), SettingError)
     out.print(f"{slug}: {key} back to its default")

@@ -20,10 +20,11 @@ from capture_server.cli.common import (
     out,
     print_json,
     settings,
+    with_store,
 )
 from capture_server.logging import configure_logging, get_logger
 from capture_server.store import api_tokens
-from capture_server.store.repositories import Store, StoreError
+from capture_server.store.repositories import Store
 
 if TYPE_CHECKING:  # uvicorn and starlette load only when the API runs
     from capture_server.api.server import ApiServer
@@ -41,11 +42,7 @@ def token_create(
     as_json: JsonLines = False,
 ) -> None:
     """Issue a token that reads this account's data; it is printed once, never again."""
-    store = open_store(settings())
-    try:
-        created = api_tokens.create_token(store, slug, name)
-    except StoreError as error:
-        fail(str(error))
+    created = with_store(lambda store: api_tokens.create_token(store, slug, name))
     if as_json:
         print_json(created)
         return
@@ -56,11 +53,7 @@ def token_create(
 @token_app.command("list")
 def token_list(slug: SlugArg, as_json: JsonLines = False) -> None:
     """The account's tokens (ids and names; the tokens themselves are never shown again)."""
-    store = open_store(settings())
-    try:
-        rows = api_tokens.list_tokens(store, slug)
-    except StoreError as error:
-        fail(str(error))
+    rows = with_store(lambda store: api_tokens.list_tokens(store, slug))
     for row in rows:
         if as_json:
             print_json(row)
@@ -76,11 +69,7 @@ def token_revoke(
     token_id: Annotated[str, typer.Argument(help="tok_… as in `account token list`")],
 ) -> None:
     """Revoke a token: the next request with it is answered 401."""
-    store = open_store(settings())
-    try:
-        api_tokens.revoke_token(store, slug, token_id)
-    except StoreError as error:
-        fail(str(error))
+    with_store(lambda store: api_tokens.revoke_token(store, slug, token_id))
     out.print(f"token {token_id} revoked", markup=False)
 
 

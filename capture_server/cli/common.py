@@ -72,12 +72,14 @@ def open_store(current: Settings, *, require_schema: bool = True) -> Store:
 T = TypeVar("T")
 
 
-def with_store(action: Callable[[Store], T]) -> T:
-    """Open the store, run one action on it; a user's mistake becomes a one-line error."""
+def with_store(action: Callable[[Store], T], *also: type[Exception]) -> T:
+    """Open the store, run one action on it; a user's mistake (StoreError, or one of `also`)
+    becomes a one-line error."""
     store = open_store(settings())
+    expected: tuple[type[Exception], ...] = (StoreError, *also)
     try:
         return action(store)
-    except StoreError as error:
+    except expected as error:
         fail(str(error))
 
 

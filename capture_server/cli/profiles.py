@@ -15,14 +15,12 @@ from capture_server.cli.common import (
     SlugArg,
     contacts_app,
     fail,
-    open_store,
     out,
     print_json,
-    settings,
+    with_store,
 )
 from capture_server.cli.rules import contact_app
 from capture_server.store import profiles
-from capture_server.store.repositories import StoreError
 
 suggestions_app = typer.Typer(
     cls=DefaultToList,
@@ -56,13 +54,11 @@ def contact_set(
         "phone": _phone(phone) if phone else phone,
         "website": website,
     }
-    store = open_store(settings())
-    try:
-        result = profiles.set_fields(
+    result = with_store(
+        lambda store: profiles.set_fields(
             store, slug, email, {k: v for k, v in values.items() if v is not None}
         )
-    except StoreError as error:
-        fail(str(error))
+    )
     if as_json:
         print_json(result)
         return
@@ -89,11 +85,9 @@ def suggestions_list(
     as_json: JsonLines = False,
 ) -> None:
     """Pending suggestions (with --all: decided ones too), oldest first."""
-    store = open_store(settings())
-    try:
-        rows = profiles.suggestions(store, slug, None if show_all else profiles.PENDING)
-    except StoreError as error:
-        fail(str(error))
+    rows = with_store(
+        lambda store: profiles.suggestions(store, slug, None if show_all else profiles.PENDING)
+    )
     if as_json:
         for row in rows:
             print_json(row)
@@ -108,11 +102,7 @@ def suggestions_list(
 
 
 def _decide(slug: str, suggestion_id: int, accept: bool, as_json: bool) -> None:
-    store = open_store(settings())
-    try:
-        row = profiles.decide(store, slug, suggestion_id, accept)
-    except StoreError as error:
-        fail(str(error))
+    row = with_store(lambda store: profiles.decide(store, slug, suggestion_id, accept))
     if as_json:
         print_json(row)
         return
@@ -145,11 +135,7 @@ def suggestions_reject(
 @contacts_app.command("duplicates")
 def contacts_duplicates(slug: SlugArg, as_json: JsonLines = False) -> None:
     """Contacts that look like one person; merge with `contacts merge SLUG KEEP MERGE`."""
-    store = open_store(settings())
-    try:
-        rows = profiles.duplicates(store, slug)
-    except StoreError as error:
-        fail(str(error))
+    rows = with_store(lambda store: profiles.duplicates(store, slug))
     if as_json:
         for row in rows:
             print_json(row)
