@@ -295,3 +295,46 @@ def make_message(
 def attachment_for_total(total: int, size: int = 10_000) -> int:
     """Raw attachment bytes so that the whole message is about `total` bytes on the wire."""
     return max(0, int((total - size - 2_000) * 3 / 4 * 76 / 77))
+
+
+DKIM_SELECTOR = "bench"
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    private_pem: bytes
+    dns_name: str  # SELECTOR._domainkey.DOMAIN
+    dns_text: str  # its TXT record
+
+
+def dkim_key() -> DkimKey:
+    """A fresh 2048-bit RSA key for the account's domain (served by dnsstub.py)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
+    return DkimKey(pem, f"{DKIM_SELECTOR}._domainkey.{ACCOUNT_DOMAIN}", record)
+
+
+def dkim_signed(raw: bytes, key: DkimKey) -> bytes:
+    """The message with a DKIM-Signature (relaxed/relaxed, as most senders sign)."""
+    import dkim
+
+    signature = dkim.sign(
+        raw,
+        DKIM_SELECTOR.encode(),
+        ACCOUNT_DOMAIN.encode(),
+        key.private_pem,
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=[b"from", b"to", b"cc", b"subject", b"date", b"message-id"],
+    )
+    return bytes(signature) + raw
