@@ -14,6 +14,7 @@ from email import policy
 from email.feedparser import BytesFeedParser
 from email.headerregistry import Address
 from email.message import EmailMessage, Message, MIMEPart
+from email.policy import EmailPolicy
 
 from capture_server.email_policy import POLICY
 from capture_server.forwarding import html_to_text
@@ -245,7 +246,7 @@ def _mailboxes(message: Message, name: str, defects: list[str]) -> list[Mailbox]
         for header_name, value in message.raw_items():  # get_all(name), parsing only if needed
             if header_name.lower() != name:
                 continue
-            plain = plain_mailboxes(value) if isinstance(value, str) else None
+            plain = plain_mailboxes(value) if _structured(message, value) else None
             if plain is not None:
                 found.extend(Mailbox(clean_text(a), clean_text(n) or None) for n, a in plain)
                 continue
@@ -285,8 +286,8 @@ def _date_value(message: Message) -> datetime | None:
     for name, value in message.raw_items():
         if name.lower() != "date":
             continue
-        if not isinstance(value, str):
-            return getattr(value, "datetime", None)
+        if not _structured(message, value):
+            return getattr(message.policy.header_fetch_parse(name, value), "datetime", None)
         value = "".join(_LINE_BREAKS.split(value))
         if not value:
             return None
@@ -298,6 +299,12 @@ def _date_value(message: Message) -> datetime | None:
 
 
 _LINE_BREAKS = re.compile(r"\n|\r")  # policy.default's linesep_splitter
+
+
+def _structured(message: Message, value: object) -> bool:
+    """A raw header value the shortcuts may read: a string, under policy.default's rules (a
+    compat32 message reads headers as plain strings, which the shortcuts would not)."""
+    return isinstance(value, str) and isinstance(message.policy, EmailPolicy)
 
 
 def _message_id(message: Message, defects: list[str]) -> str | None:
