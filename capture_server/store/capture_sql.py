@@ -69,7 +69,8 @@ class CaptureStatements:
     insert_thread_message: Insert
     existing_deals: Select[Any]
     open_deals: Select[Any]
-    threads: CompoundSelect[Any]  # (0, engagement's id, thread) rows, then (1, …) of thread_message
+    # (0, message_id, thread) rows of engagements, then (1, message_id, thread) of thread_message
+    threads: CompoundSelect[Any]
     insert_event: Insert
     webhooks_of_account: Select[Any]
 
