@@ -166,7 +166,20 @@ def insert_rows(connection: Connection, statement: Insert, rows: Sequence[Mappin
                 ) -> None:  # fmt: skip
     """One executemany for rows of one kind (none: no round trip)."""
     if rows:
-        connection.execute(statement, [dict(row) for row in rows])
+        connection.execute(statement, rows)
+
+
+def existing_deals(connection: Connection, account_id: int, deal_ids: Sequence[int]) -> list[int]:
+    """Those of deal_ids that exist in the account, in their order."""
+    if not deal_ids:
+        return []
+    found = set(
+        connection.execute(
+            dialect_of(connection).existing_deals,
+            {"account_id": account_id, "deal_ids": list(deal_ids)},
+        ).scalars()
+    )
+    return [deal_id for deal_id in deal_ids if deal_id in found]
 
 
 def contact_ids(

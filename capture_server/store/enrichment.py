@@ -23,7 +23,7 @@ from capture_server.pipeline.message import (
     TraceEntry,
 )
 from capture_server.store import webhooks
-from capture_server.store.capture_sql import dialect_of, insert_rows
+from capture_server.store.capture_sql import dialect_of, existing_deals, insert_rows
 from capture_server.store.integration_models import EngagementValue, ExtractorRow
 from capture_server.store.models import Company, Contact, utcnow
 
@@ -212,19 +212,14 @@ def _link_deals(
 ) -> tuple[list[int], list[int]]:
     """Link the deals the email names; (linked, missing). Already linked ones stay once."""
     wanted = list(draft.referenced_deals)
-    sql = dialect_of(connection)
-    existing = set(
-        connection.execute(
-            sql.existing_deals, {"account_id": account_id, "deal_ids": wanted}
-        ).scalars()
-    )
-    linked = [deal_id for deal_id in wanted if deal_id in existing]
+    linked = existing_deals(connection, account_id, wanted)
+    # ON CONFLICT DO NOTHING: a deal the thread also had is linked once.
     insert_rows(
         connection,
-        sql.insert_engagement_deal,  # ON CONFLICT DO NOTHING: a deal the thread also had
+        dialect_of(connection).insert_engagement_deal,
         [{"engagement_id": engagement_id, "deal_id": deal_id} for deal_id in linked],
     )
-    return linked, [deal_id for deal_id in wanted if deal_id not in existing]
+    return linked, [deal_id for deal_id in wanted if deal_id not in linked]
 
 
 def _engagement_payload(

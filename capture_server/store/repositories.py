@@ -45,7 +45,12 @@ from capture_server.received import received_keys
 from capture_server.store import enrichment, profiles
 from capture_server.store.blobs import write_streamed
 from capture_server.store.cache import VERSION_QUERY, VERSIONS, VersionedCache, account_version
-from capture_server.store.capture_sql import contact_ids, dialect_of, insert_rows
+from capture_server.store.capture_sql import (
+    contact_ids,
+    dialect_of,
+    existing_deals,
+    insert_rows,
+)
 from capture_server.store.db import writer_turn, writing
 from capture_server.store.integration_models import ExtractorRow
 from capture_server.store.models import (
@@ -769,7 +774,7 @@ class Store:
              for c in dict.fromkeys(company_ids.values())],
         )  # fmt: skip
         deal_ids = list(dict.fromkeys([
-            *self._existing_deals(connection, account_id, draft.deals),
+            *existing_deals(connection, account_id, draft.deals),  # the thread's
             *self._open_deals(connection, linked, draft.max_deals),
         ]))  # fmt: skip
         insert_rows(
@@ -778,20 +783,6 @@ class Store:
             [{"engagement_id": engagement_id, "deal_id": d} for d in deal_ids],
         )
         return deal_ids
-
-    @staticmethod
-    def _existing_deals(connection: Connection, account_id: int, deal_ids: Sequence[int]
-                        ) -> list[int]:  # fmt: skip
-        """Those of deal_ids that still exist, in their order (a thread's, read earlier)."""
-        if not deal_ids:
-            return []
-        found = set(
-            connection.execute(
-                dialect_of(connection).existing_deals,
-                {"account_id": account_id, "deal_ids": list(deal_ids)},
-            ).scalars()
-        )
-        return [deal_id for deal_id in deal_ids if deal_id in found]
 
     @staticmethod
     def _company_ids(connection: Connection, account_id: int, domains: Sequence[str]
@@ -980,19 +971,8 @@ def contact_json(session: Session, contact: Contact, company: str | None,
 
 def find_contact(session: Session, account_id: int, address: str) -> int | None:
     """Primary address first; then an additional one (shared: the oldest contact)."""
-    primary = session.exec(
-        select(Contact.id).where(
-            Contact.account_id == account_id, Contact.primary_address == address
-        )
-    ).first()
-    if primary is not None:
-        return primary
-    return session.exec(
-        select(Contact.id)
-        .join(ContactAddress, col(ContactAddress.contact_id) == Contact.id)
-        .where(ContactAddress.account_id == account_id, ContactAddress.address == address)
-        .order_by(col(Contact.created_at), col(Contact.id))
-    ).first()
+    session.flush()  # as session.exec would: contacts added in this session count
+    return contact_ids(session.connection(), account_id, [address]).get(address)
 
 
 def _engagement_values(
