@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         50 * MIB, gt=0, description="An attachment above this is dropped, the rest is logged"
     )
     max_recipients: int = Field(1000, gt=0, description="Recipients per transaction (452 4.5.3)")
+    # smtp/budget.py: peak memory is about this times 1.2, however many big messages arrive.
+    message_memory_bytes: int = Field(
+        256 * MIB, gt=0,
+        description="Bytes of big messages (over 1 MiB) processed at once per process; "
+        "more wait on disk",
+    )  # fmt: skip
     # store/writer.py: concurrent sessions' messages share one transaction and one fsync.
     # "auto": on for SQLite (one writer anyway: p99 fell 4x in bench/), off for PostgreSQL
     # (its sessions write in parallel; batching them measured no gain).

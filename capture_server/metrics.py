@@ -37,6 +37,14 @@ STORE_SECONDS = Histogram(
     registry=REGISTRY,
 )  # fmt: skip
 SESSIONS_OPEN = Gauge("capture_sessions_open", "Open SMTP/LMTP sessions", registry=REGISTRY)
+MEMORY_BUDGET_IN_USE = Gauge(
+    "capture_memory_budget_bytes", "Bytes of big messages being processed (smtp/budget.py)",
+    registry=REGISTRY, multiprocess_mode="livesum",
+)  # fmt: skip
+MEMORY_BUDGET_WAITS = Counter(
+    "capture_memory_budget_waits", "Big messages that waited for the memory budget",
+    registry=REGISTRY,
+)  # fmt: skip
 QUARANTINE_SIZE = Gauge(
     "capture_quarantine_messages", "Messages held in the quarantine", registry=REGISTRY
 )

@@ -14,7 +14,8 @@ from aiosmtpd.smtp import MISSING, SMTP, syntax
 from capture_server.config import Settings
 from capture_server.logging import get_logger
 from capture_server.smtp import replies
-from capture_server.smtp.data import DataState, read_data
+from capture_server.smtp.budget import MemoryBudget
+from capture_server.smtp.data import SPOOL_IN_MEMORY, DataState, read_data
 
 log = get_logger("smtp")
 _JUNK_COMMANDS = ("NOOP", "RSET", "VRFY", "EXPN", "HELP")
@@ -22,11 +23,16 @@ _JUNK_COMMANDS = ("NOOP", "RSET", "VRFY", "EXPN", "HELP")
 
 @dataclass
 class SessionGuard:
-    """Connection counts shared by every session of the daemon (one event loop: no locks)."""
+    """Connection counts and the memory budget shared by every session of the daemon
+    (one event loop: no locks)."""
 
     settings: Settings
     open_total: int = 0
     open_by_ip: Counter[str] = field(default_factory=Counter)
+    budget: MemoryBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.budget = MemoryBudget(lambda: self.settings.message_memory_bytes, SPOOL_IN_MEMORY)
 
     def admit(self, ip: str) -> str | None:
         """None when the client may connect; else the 421 reply to close with."""
@@ -141,9 +147,15 @@ class _Guarded:
             await self.push(replies.LINE_TOO_LONG if too_long else replies.MESSAGE_TOO_BIG)
             smtp._set_post_data_state()
             return
-        # decode_data is off: content and original_content are one object, as in aiosmtpd.
-        smtp.envelope.content = smtp.envelope.original_content = read.content
-        status = await smtp._call_handler_hook("DATA")
+        try:
+            async with self.guard.budget.reserve(read.size):
+                if self.transport is None:  # gone while it waited: unacknowledged, comes again
+                    return
+                # decode_data is off: content and original_content are one object, as aiosmtpd.
+                smtp.envelope.content = smtp.envelope.original_content = read.take()
+                status = await smtp._call_handler_hook("DATA")
+        finally:
+            read.discard()  # closed already unless it never got its turn
         smtp._set_post_data_state()
         await self.push(replies.DATA_OK if status is MISSING else status)
 
