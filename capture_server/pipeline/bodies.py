@@ -10,14 +10,16 @@ Why the cut cannot change how the message parses: the feed parser looks at one l
 and a non-empty line of base64 characters alone is never a header line (no colon, no leading
 blank), never a boundary (no "-") and never the empty line that ends a header section, so it
 takes the same path for one such line as for many. Where each placeholder landed is checked
-after the parse (`placed`); anywhere but inside a base64 attachment, the caller parses the whole
-message instead.
+after the parse (`placed`); anywhere but inside a base64 part the caller decodes from the pieces
+(an attachment, the text body) or a part whose payload is never read, or only written back out
+with its attached message (`restore_generated`), the caller parses the whole message instead.
 """
 
 from __future__ import annotations
 
 import binascii
 import hashlib
+import io
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -122,14 +124,24 @@ def cut_runs(raw: bytes, minimum: int = CUT_MIN) -> Cut | None:
     return Cut(raw, b"".join(pieces), nonce, runs)
 
 
-def placed(message: Message, cut: Cut, allowed: Iterable[Message]) -> dict[int, Pieces] | None:
+def placed(
+    message: Message, cut: Cut, allowed: Iterable[Message], *, used: Iterable[Message]
+) -> dict[int, Pieces] | None:
     """The base64 text of every part (by id) whose payload holds placeholders.
 
+    Placeholders may be in the payload of a part in `allowed` (the caller decodes it from the
+    pieces, or restores it), or of a part not in `used` (every part whose payload the caller
+    reads): such a payload is never read, or only written back out as part of an attached
+    message's bytes, where `restore_generated` puts the runs back. Inside an attached message,
+    the part must not be a multipart or message part: the generator writes only other parts'
+    payloads line by line (its _handle_text), which is what `restore_generated` relies on.
+
     None, so that the caller parses the whole message, when a placeholder is anywhere else
-    (a header, a preamble or epilogue, a part not in `allowed`, an attached message), is missing
-    or repeated, or the text around it is not plain ASCII.
+    (a header, a preamble or epilogue, another part), is missing or repeated, or the text
+    around it is not plain ASCII.
     """
     allowed_ids = {id(part) for part in allowed}
+    used_ids = {id(part) for part in used}
     found: dict[int, Pieces] = {}
     seen: set[str] = set()
     for part, inside_message in _nodes(message):
@@ -139,7 +151,9 @@ def placed(message: Message, cut: Cut, allowed: Iterable[Message]) -> dict[int, 
         payload = getattr(part, "_payload", None)
         if not isinstance(payload, str) or cut.nonce not in payload:
             continue
-        if inside_message or id(part) not in allowed_ids:
+        if inside_message and part.get_content_maintype() in ("multipart", "message"):
+            return None
+        if id(part) in used_ids and id(part) not in allowed_ids:
             return None
         pieces = _pieces(payload, cut, seen)
         if pieces is None:
@@ -200,6 +214,47 @@ def restore(payload: str, cut: Cut) -> str:
         position = index + cut.token_length
     found.append(payload[position:])
     return "".join(found)
+
+
+def restore_generated(content: bytes, cut: Cut) -> bytes:
+    """An attached message's bytes as the generator wrote them from the cut parse
+    (`Message.as_bytes(policy=policy.SMTP)`), with the runs put back: the bytes it writes
+    from the whole parse.
+
+    The generator writes a text payload line by line, each line ended with CRLF but the last
+    (_write_lines); `placed` checked that each placeholder is a whole line of such a payload.
+    So where the whole parse has the run's lines, the cut parse has the placeholder alone:
+    it stands for the run's lines joined with CRLF, without the run's last line end. The
+    result is written a CHUNK at a time (io.BytesIO hands over its buffer without a copy).
+    """
+    token = cut.nonce.encode("ascii")
+    if content.find(token) < 0:
+        return content
+    out = io.BytesIO()
+    view = memoryview(content)
+    position = 0
+    while (index := content.find(token, position)) >= 0:
+        out.write(view[position:index])
+        start, end = cut.runs[content[index : index + cut.token_length].decode("ascii")]
+        end -= 2 if cut.raw[end - 2 : end] == b"\r\n" else 1
+        out.writelines(_crlf_lines(cut.raw, start, end))
+        position = index + cut.token_length
+    out.write(view[position:])
+    return out.getvalue()
+
+
+def _crlf_lines(raw: bytes, start: int, end: int) -> Iterator[bytes]:
+    """raw[start:end] (lines of base64 characters, each line end LF or CRLF, the last without
+    one) with every line end CRLF, in pieces cut after a line end."""
+    view = memoryview(raw)
+    while start < end:
+        stop = min(start + CHUNK, end)
+        if stop < end:
+            last = raw.rfind(b"\n", start, stop)
+            stop = last + 1 if last >= 0 else raw.find(b"\n", stop, end) + 1 or end
+        piece = view[start:stop].tobytes()
+        yield piece.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        start = stop
 
 
 def encoded_body(raw: bytes, pieces: Pieces) -> EncodedBody | None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import email.utils
 import hashlib
+import io
 import quopri
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from email import policy
+from email import contentmanager, policy
 from email.feedparser import BytesFeedParser
 from email.headerregistry import Address
 from email.message import EmailMessage, Message, MIMEPart
@@ -27,6 +29,7 @@ from capture_server.pipeline.bodies import (
     encoded_body,
     placed,
     restore,
+    restore_generated,
 )
 from capture_server.pipeline.message import (
     Action,
@@ -107,7 +110,12 @@ def parse_message(raw: bytes, cut_minimum: int = CUT_MIN) -> ParsedMessage:
 
 def _parsed_cut(cut: Cut) -> ParsedMessage | None:
     """The parse of the message with its long base64 runs cut out; None when a placeholder
-    landed where the result would show it (the caller then parses the whole message)."""
+    landed where the result would show it (the caller then parses the whole message).
+
+    Placeholders may be in a base64 attachment or a base64 text body (decoded from the
+    received bytes), or in a part parsed_from never reads but as part of an attached
+    message's bytes (forwarded_parts: `restore_generated`), or not at all (an alternative
+    to the text body). `used`: every part whose payload parsed_from reads."""
     message = parse_bytes(cut.skeleton)
     try:
         parts = _attachment_parts(message)
@@ -119,8 +127,17 @@ def _parsed_cut(cut: Cut) -> ParsedMessage | None:
         for part in parts
         if part.get_content_type() != "message/rfc822" and _transfer_encoding(part) == "base64"
     ]
-    found = placed(message, cut, decodable)
-    if found is None or (body is not None and id(body) in found):
+    used: list[Message] = list(parts)
+    if body is not None:
+        used.append(body)
+        if (
+            _transfer_encoding(body) == "base64"
+            and _standard_text_content(body)
+            and all(part is not body for part in decodable)
+        ):
+            decodable.append(body)
+    found = placed(message, cut, decodable, used=used)
+    if found is None:
         return None
     bodies: dict[int, EncodedBody] = {}
     for part in decodable:
@@ -132,7 +149,21 @@ def _parsed_cut(cut: Cut) -> ParsedMessage | None:
             part.set_payload(restore(str(part.get_payload()), cut))
         else:
             bodies[id(part)] = encoded
-    return parsed_from(message, bodies)
+    return parsed_from(message, bodies, cut)
+
+
+def _standard_text_content(part: Message) -> bool:
+    """part.get_content() is contentmanager.get_text_content(part), which _text_content
+    repeats on the decoded bytes."""
+    manager = getattr(part.policy, "content_manager", None)
+    handlers: dict[str, object] = getattr(manager, "get_handlers", {})
+    text_handler = getattr(contentmanager, "get_text_content", None)  # not in the stubs
+    return (
+        manager is contentmanager.raw_data_manager
+        and text_handler is not None
+        and part.get_content_type() not in handlers
+        and handlers.get(part.get_content_maintype()) is text_handler
+    )
 
 
 def _transfer_encoding(part: Message) -> str:
@@ -159,15 +190,18 @@ _FEED_CHUNK = 64 * 1024
 
 
 def parsed_from(
-    message: EmailMessage, bodies: Mapping[int, EncodedBody] | None = None
+    message: EmailMessage,
+    bodies: Mapping[int, EncodedBody] | None = None,
+    cut: Cut | None = None,
 ) -> ParsedMessage:
     """Build a ParsedMessage from an already-parsed message (also used for rfc822 parts).
 
-    bodies: the base64 text of cut-out attachments by id of their part (_parsed_cut).
+    bodies: the base64 text of cut-out attachments and text body by id of their part, and
+    cut: what was cut out of the message (_parsed_cut).
     """
     defects: list[str] = []
-    body_text, body_bytes, html_only = _body(message, defects)
-    attachments, forwarded = _attachments(message, defects, bodies or {})
+    body_text, body_bytes, html_only = _body(message, defects, bodies or {})
+    attachments, forwarded = _attachments(message, defects, bodies or {}, cut)
     email = Email(
         sender=next(iter(_mailboxes(message, "from", defects)), None),
         to=tuple(_mailboxes(message, "to", defects)),
@@ -196,10 +230,15 @@ def parsed_from(
     )
 
 
-def _attached_message_bytes(inner: Message, transfer_encoding: str) -> bytes:
+def _attached_message_bytes(
+    inner: Message, transfer_encoding: str, cut: Cut | None = None
+) -> bytes:
     """The attached message's bytes. RFC 2046 forbids encoding message/rfc822, but some clients
-    base64 or quoted-printable it anyway; the parser then sees the encoded text as a body."""
+    base64 or quoted-printable it anyway; the parser then sees the encoded text as a body.
+    cut: the message was parsed with its runs cut out; they are put back (bodies.py)."""
     content = inner.as_bytes(policy=policy.SMTP)
+    if cut is not None:
+        content = restore_generated(content, cut)
     encoding = transfer_encoding.strip().lower()
     try:
         if encoding == "base64":
@@ -213,16 +252,31 @@ def _attached_message_bytes(inner: Message, transfer_encoding: str) -> bytes:
 
 def header_section_size(raw: bytes) -> int:
     """Bytes before the first empty line (the whole message when there is none)."""
-    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
-    return min(ends) if ends else len(raw)
+    crlf = raw.find(b"\r\n\r\n")
+    # An LF-only empty line can only come first if it lies before the CRLF one: look there
+    # only (a big CRLF message has no "\n\n" at all: a scan of all of it for nothing).
+    lf = raw.find(b"\n\n", 0, crlf if crlf >= 0 else len(raw))
+    return lf if lf >= 0 else crlf if crlf >= 0 else len(raw)
 
 
 def clean_text(value: str) -> str:
     """Text any database stores: raw 8-bit header bytes read as UTF-8 where they are, and no NUL
     (PostgreSQL refuses it; a message must never fail to store over one byte)."""
-    if value.isascii():
+    if value.isascii() or not _has_surrogates(value):
+        # Without surrogates the round trip below is the identity: skip its two copies.
         return value.replace("\x00", "")
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "")
+
+
+def _has_surrogates(text: str) -> bool:
+    """Whether text holds a surrogate code point (strict UTF-8 refuses them), a chunk at a time:
+    faster than a regular expression, and no copy of a big text."""
+    try:
+        for i in range(0, len(text), _TEXT_CHUNK):
+            text[i : i + _TEXT_CHUNK].encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def message_ids(value: str | None) -> Iterator[str]:
@@ -313,7 +367,9 @@ def _message_id(message: Message, defects: list[str]) -> str | None:
     return token or (value or None)
 
 
-def _body(message: EmailMessage, defects: list[str]) -> tuple[str, int, bool]:
+def _body(
+    message: EmailMessage, defects: list[str], bodies: Mapping[int, EncodedBody]
+) -> tuple[str, int, bool]:
     try:
         part = message.get_body(preferencelist=("plain", "html"))
     except Exception as error:
@@ -321,22 +377,88 @@ def _body(message: EmailMessage, defects: list[str]) -> tuple[str, int, bool]:
         part = None
     if part is None:
         return "", 0, False
-    text = _decoded_text(part, defects)
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if part.get_content_subtype() == "html":
+    html = part.get_content_subtype() == "html"
+    text, trimmed = _decoded_text(part, defects, bodies.get(id(part)), trim=not html)
+    size = _utf8_size(text) + trimmed
+    if html:
         return clean_text(html_to_text(text)).strip(), size, True
     return clean_text(text).strip(), size, False
 
 
-def _decoded_text(part: Message, defects: list[str]) -> str:
+_TEXT_CHUNK = 1024 * 1024  # characters encoded per step when a big text is measured or checked
+# What str.strip() removes of ASCII (str.isspace), one byte each in UTF-8 and ASCII.
+_ASCII_SPACE = b" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
+
+
+def _utf8_size(text: str) -> int:
+    """len(text.encode("utf-8", "surrogatepass")) without the copy (each code point, a
+    surrogate too, encodes on its own)."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        len(text[i : i + _TEXT_CHUNK].encode("utf-8", "surrogatepass"))
+        for i in range(0, len(text), _TEXT_CHUNK)
+    )
+
+
+def _decoded_text(
+    part: Message, defects: list[str], encoded: EncodedBody | None = None, trim: bool = False
+) -> tuple[str, int]:
+    """part.get_content(), the text; encoded: its base64 text, left in the received bytes.
+
+    trim (with encoded): the text may come without trailing whitespace, so that stripping it
+    makes no second copy of a big text; the number of characters left off comes second."""
     try:
-        content = part.get_content()  # type: ignore[attr-defined]
+        if encoded is None:
+            content = part.get_content()  # type: ignore[attr-defined]
+        else:
+            content, trimmed = _text_content(part, encoded, trim)
+            return content, trimmed
         if isinstance(content, str):
-            return content
+            return content, 0
     except (LookupError, ValueError, AssertionError) as error:
         defects.append(f"charset: {type(error).__name__}")
-    payload = part.get_payload(decode=True)
-    return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    payload = part.get_payload(decode=True) if encoded is None else _decoded(encoded)
+    return (payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""), 0
+
+
+def _text_content(part: Message, encoded: EncodedBody, trim: bool) -> tuple[str, int]:
+    """contentmanager.get_text_content(part) (see _standard_text_content) from the decoded
+    chunks: the same bytes decoded the same way, without the email package's copies.
+
+    trim: in UTF-8 and ASCII, decoding (errors="replace") reads an ASCII byte as itself
+    whatever comes before it, so the text of the bytes without their trailing ASCII
+    whitespace is the text without those characters (the rest str.strip() still removes)."""
+    content = _decoded(encoded)
+    charset = part.get_param("charset", "ASCII")
+    codec = _utf8_or_ascii(charset) if trim else None
+    if codec is None:
+        return content.decode(charset, errors="replace"), 0  # type: ignore[arg-type]
+    end = len(content)
+    while end:
+        start = max(0, end - 4096)
+        kept = len(content[start:end].rstrip(_ASCII_SPACE))
+        end = start + kept
+        if kept:
+            break
+    return str(memoryview(content)[:end], codec, "replace"), len(content) - end
+
+
+def _utf8_or_ascii(charset: object) -> str | None:
+    """The codec's name when charset names UTF-8 or ASCII, else None."""
+    try:
+        name = codecs.lookup(charset).name if isinstance(charset, str) else None
+    except (LookupError, ValueError):
+        return None
+    return name if name in ("utf-8", "ascii") else None
+
+
+def _decoded(encoded: EncodedBody) -> bytes:
+    """encoded.decode() without holding the chunks and the whole at once: io.BytesIO hands
+    over its buffer without a copy."""
+    content = io.BytesIO()
+    content.writelines(encoded.chunks())
+    return content.getvalue()
 
 
 def _attachment_parts(message: EmailMessage) -> list[MIMEPart]:
@@ -351,7 +473,10 @@ def _attachment_parts(message: EmailMessage) -> list[MIMEPart]:
 
 
 def _attachments(
-    message: EmailMessage, defects: list[str], bodies: Mapping[int, EncodedBody]
+    message: EmailMessage,
+    defects: list[str],
+    bodies: Mapping[int, EncodedBody],
+    cut: Cut | None = None,
 ) -> tuple[list[Attachment], list[bytes]]:
     attachments: list[Attachment] = []
     forwarded: list[bytes] = []
@@ -367,7 +492,7 @@ def _attachments(
             inner_message = inner[0] if isinstance(inner, list) and inner else None
             content = (
                 _attached_message_bytes(
-                    inner_message, str(part.get("content-transfer-encoding", ""))
+                    inner_message, str(part.get("content-transfer-encoding", "")), cut
                 )
                 if isinstance(inner_message, Message)
                 else b""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.message import EmailMessage
 
 from capture_server.forwarding import (
     ForwardedBlock,
@@ -27,7 +26,7 @@ from capture_server.pipeline.message import (
     Reason,
     Work,
 )
-from capture_server.pipeline.parse import parse_bytes, parsed_from
+from capture_server.pipeline.parse import parse_message
 
 STAGE = "unwrap"
 MAX_ATTACHED_DEPTH = 10
@@ -112,9 +111,7 @@ def _attached(
         and not (depth and current.content_type == "multipart/report")
         and not (depth and stop_at is not None and stop_at(current))
     ):
-        message = parse_bytes(current.forwarded_parts[0])
-        assert isinstance(message, EmailMessage)
-        current = parsed_from(message)
+        current = parse_message(current.forwarded_parts[0])  # big attachments cut out first
         depth += 1
     return (current, depth) if depth else None
 

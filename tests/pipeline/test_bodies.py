@@ -216,7 +216,7 @@ CASES: list[Case] = [
                 attached(blob(seed=17)),
             )
         ),
-        [False],  # the cut landed in the text body: the whole message is parsed
+        [True],  # the text body is decoded from the received bytes too (test_bodies_nested)
     ),
     (
         "single-part base64 message",
@@ -238,7 +238,7 @@ CASES: list[Case] = [
                 + mixed(TEXT, attached(blob(seed=19)), boundary="fwd"),
             )
         ),
-        [False, False],  # the attached message, and its own attachment (nested walk)
+        [False, True],  # the attached message, and its own attachment (nested walk)
     ),
     (
         "boundary never found",
