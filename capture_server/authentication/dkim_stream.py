@@ -1,9 +1,12 @@
-"""DKIM verification of big messages without a canonicalised copy of the body.
+"""DKIM and ARC verification of big messages without a canonicalised copy of the body.
 
 dkimpy splits the whole message into lines, joins the body and canonicalises it as one
-bytes object (~4.6× the message in peak memory).  :class:`StreamingDKIM` is a dkimpy
-``DKIM`` built from the header section only; the body hash (RFC 6376 §3.7) is computed here
-over the received bytes in chunks, with exactly dkimpy's canonicalisation:
+bytes object (~4.6× the message in peak memory for DKIM, ~3.7× for ARC).
+:class:`StreamingDKIM` and :class:`StreamingARC` are dkimpy's ``DKIM`` and ``ARC`` built
+from the header section only (one shared base, :class:`StreamingSigner`); the body hash of a
+DKIM-Signature (RFC 6376 §3.7) or of an ARC-Message-Signature (RFC 8617 §4.1.2, the same
+body hash) is computed here over the received bytes in chunks, with exactly dkimpy's
+canonicalisation:
 
 - dkimpy's line ends first: every ``\\r?\\n`` becomes CRLF (a lone CR stays);
 - simple (§3.4.3): trailing empty lines go, the body ends with one CRLF (empty body: CRLF);
@@ -30,14 +33,16 @@ from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizatio
 __all__ = [
     "AVAILABLE",
     "CHUNK_SIZE",
+    "StreamingARC",
     "StreamingDKIM",
+    "StreamingSigner",
     "body_start",
     "canonical_body_hash",
     "header_section",
 ]
 
 CHUNK_SIZE = 1 << 20
-# StreamingDKIM repeats the first steps of dkimpy's verify_sig_process: with a dkimpy it was
+# StreamingSigner repeats the first steps of dkimpy's verify_sig_process: with a dkimpy it was
 # not checked against, big messages take dkimpy's whole-message path (correct, more memory).
 CHECKED_DKIMPY = frozenset({"1.1.8"})
 AVAILABLE = importlib.metadata.version("dkimpy") in CHECKED_DKIMPY
@@ -158,12 +163,14 @@ def canonical_body_hash(
     return (hasher.digest() if hasher is not None else None), canon.length
 
 
-class StreamingDKIM(dkim.DKIM):  # type: ignore[misc]
-    """dkimpy's verifier on the header section; the body hash is streamed from ``raw``.
+class StreamingSigner(dkim.DomainSigner):  # type: ignore[misc]
+    """dkimpy's ``DomainSigner`` on the header section; body hashes are streamed from ``raw``.
 
-    Gives the same answers (return values and exceptions, in the same order) as
-    ``dkim.DKIM(raw, ...).verify(...)``: ``verify_sig_process`` repeats dkimpy's checks up
-    to and with the body hash, then hands the rest to dkimpy without ``bh=``.
+    ``verify_sig_process`` (called by dkimpy's ``verify_sig`` for every DKIM-Signature,
+    ARC-Message-Signature and ARC-Seal) repeats dkimpy's checks up to and with the body
+    hash, then hands the rest to dkimpy without ``bh=``: the same answers (return values and
+    exceptions, in the same order) as dkimpy on the whole message.  Mixed in before
+    ``dkim.DKIM`` or ``dkim.ARC``; only verification, never signing (``body`` is empty).
     """
 
     def __init__(
@@ -215,3 +222,12 @@ class StreamingDKIM(dkim.DKIM):  # type: ignore[misc]
         # The rest (header hash, key size, RSA/ed25519) is dkimpy's; the body is done.
         rest = {k: v for k, v in sig.items() if k != b"bh"}
         return super().verify_sig_process(rest, include_headers, sig_header, dnsfunc)
+
+
+class StreamingDKIM(StreamingSigner, dkim.DKIM):  # type: ignore[misc]
+    """``dkim.DKIM(raw, ...).verify(...)`` with the body hash streamed from ``raw``."""
+
+
+class StreamingARC(StreamingSigner, dkim.ARC):  # type: ignore[misc]
+    """``dkim.ARC(raw, ...).verify(...)`` with the ARC-Message-Signature body hashes
+    streamed from ``raw`` (ARC-Seals have no body hash: dkimpy's own path)."""
