@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import smtplib
@@ -51,7 +52,8 @@ def _walk(api: httpx.Client, path: str, token: str, **params: Any) -> list[dict[
         assert page.status_code == 200, page.text
         items.extend(page.json()["items"])
         cursor = page.json()["next_cursor"]
-        if cursor is None:
+        assert isinstance(cursor, str)  # always: at the end, where to poll again
+        if not page.json()["has_more"]:
             return items
     raise AssertionError("paging did not end")
 
@@ -77,7 +79,15 @@ def test_api_serves_what_the_cli_lists_to_its_account_only(
             assert len(listed) == 3
             got = api.get("/v1/engagements", headers=_auth(acme_token))
             assert got.status_code == 200
-            assert got.json() == {"items": listed, "next_cursor": None}
+            assert got.json() == {
+                "items": listed,
+                "next_cursor": got.json()["next_cursor"],
+                "has_more": False,
+            }
+            # Polling at the end: nothing new yet, the same place to poll from again.
+            at_end = {"cursor": got.json()["next_cursor"]}
+            again = api.get("/v1/engagements", params=at_end, headers=_auth(acme_token)).json()
+            assert again == {"items": [], "next_cursor": at_end["cursor"], "has_more": False}
             one = api.get(f"/v1/engagements/{listed[1]['id']}", headers=_auth(acme_token))
             assert one.json() == listed[1]
             contacts = _lines(cli("contacts", "list", "acme", "--json"))
@@ -144,6 +154,13 @@ def test_api_serves_what_the_cli_lists_to_its_account_only(
             ).json()["next_cursor"]
             wrong = {"cursor": contact_cursor}
             assert api.get("/v1/events", params=wrong, headers=_auth(acme_token)).status_code == 400
+            # A cursor of the version that paged on (created_at, id): told to start again.
+            old = base64.urlsafe_b64encode(
+                json.dumps(["engagements", "2026-11-03T09:00:00+00:00", "eng_x"]).encode()
+            ).decode()
+            bad = api.get("/v1/engagements", params={"cursor": old}, headers=_auth(acme_token))
+            assert bad.status_code == 400
+            assert "earlier version" in bad.json()["error"]
     finally:
         assert daemon.stop() == 0
 
@@ -166,11 +183,19 @@ def test_paging_walks_every_item_once_while_mail_arrives(
                 assert len(page["items"]) <= 2
                 seen.extend(item["id"] for item in page["items"])
                 cursor = page["next_cursor"]
-                if cursor is None:
+                if not page["has_more"]:
                     break
                 number = next(arriving, None)  # a new message between two pages
                 if number is not None:
                     _send(daemon.smtp_port, acme.bcc, _mail(number))
+            # Past the last page the cursor keeps going: a later mail comes next, once.
+            _send(daemon.smtp_port, acme.bcc, _mail(20))
+            for _ in range(2):
+                params = {"limit": 2, "cursor": cursor}
+                page = api.get("/v1/engagements", params=params, headers=_auth(token)).json()
+                seen.extend(item["id"] for item in page["items"])
+                assert not page["has_more"]
+                cursor = page["next_cursor"]
         listed = [row["id"] for row in _lines(cli("engagements", "list", "acme", "--json"))]
         assert len(seen) == len(set(seen))
         assert seen == listed
@@ -204,7 +229,8 @@ def test_standalone_api_command_serves_and_stops(
         base = f"http://127.0.0.1:{_bound_ports(log_path.read_text())['api']}"
         assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
         got = httpx.get(f"{base}/v1/engagements", headers=_auth(token), timeout=10)
-        assert got.json() == {"items": [], "next_cursor": None}
+        assert got.json()["items"] == [] and got.json()["has_more"] is False
+        assert got.json()["next_cursor"]  # where to poll from, even before the first row
         assert httpx.get(f"{base}/v1/engagements", timeout=10).status_code == 401
         process.terminate()
         assert process.wait(timeout=20) == 0

@@ -62,7 +62,8 @@ def _one_of(request: Request, name: str, allowed: list[str]) -> str | None:
 
 
 def _page_json(page: api_queries.Page) -> dict[str, Any]:
-    return {"items": page.items, "next_cursor": page.next_cursor}
+    # next_cursor is always given: at the end (has_more false) it is where to poll again.
+    return {"items": page.items, "next_cursor": page.next_cursor, "has_more": page.has_more}
 
 
 def build_app(store: Store) -> Starlette:

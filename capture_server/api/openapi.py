@@ -37,7 +37,12 @@ _PAGING = [
         "Items per page",
         {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50},
     ),
-    _param("cursor", "The next_cursor of the previous page (opaque)"),
+    _param(
+        "cursor",
+        "The next_cursor of the previous answer (opaque). Keep the filters the same while "
+        "following one chain of cursors. A cursor of the earlier version of this API (which "
+        "paged on created_at) is refused with 400: start again without one.",
+    ),
 ]
 _SINCE = _param("since", "ISO 8601 date or date-time, UTC unless given", {"type": "string"})
 
@@ -63,12 +68,18 @@ _ERRORS = {
 def _page(item: str) -> dict[str, Any]:
     return {
         "type": "object",
-        "required": ["items", "next_cursor"],
+        "required": ["items", "next_cursor", "has_more"],
         "properties": {
             "items": {"type": "array", "items": _ref(item)},
             "next_cursor": {
-                "type": ["string", "null"],
-                "description": "Pass as cursor for the next page; null: nothing more now",
+                "type": "string",
+                "description": "Always given: pass it as cursor for the next page. At the end "
+                "(has_more false) it is where to poll again later: rows that become visible "
+                "after it come next, each exactly once.",
+            },
+            "has_more": {
+                "type": "boolean",
+                "description": "True: ask for the next page now; false: nothing more now",
             },
         },
     }
@@ -200,8 +211,13 @@ def openapi_document() -> dict[str, Any]:
             "title": "capture-server read API",
             "version": __version__,
             "description": "Engagements, contacts and capture events of the token's account, "
-            "paged oldest first on (created_at, id): rows written while a client pages come "
-            "after, in later pages.",
+            "oldest first in the order they became visible (their commit; within one commit by "
+            "created_at or received_at, then id). A row that commits while a client pages, "
+            "whatever its created_at, comes after every cursor already handed out: a client "
+            "that keeps following next_cursor, also after the last page, sees every row exactly "
+            "once. On PostgreSQL a row is listed once no transaction older than its own is "
+            "still in progress, so a long-running write transaction delays (never hides) "
+            "what commits after it.",
         },
         "security": [{"bearer": []}],
         "paths": {

@@ -1,7 +1,13 @@
-"""Paged reads of the HTTP API: keyset paging on (created_at, id) within one account.
+"""Paged reads of the HTTP API: keyset paging, within one account, in the order rows become
+visible: on (sync_seq, created_at, id) (events: received_at for created_at).
 
-A cursor names the last row a page returned, so rows written while a client walks the pages
-neither shift nor repeat what it sees; they come after, in later pages.
+created_at is the application's clock, read before the commit: on PostgreSQL a row with an
+earlier created_at can commit after a client paged past it, so paging on it lost rows.
+sync_seq (migration 0012) is the writing transaction's id on PostgreSQL, and only rows older
+than every transaction still in progress are listed; on SQLite, where writers take turns, it
+is a counter the database numbers rows with. Either way a row that commits later comes after
+every position a cursor can name, so a client that keeps following next_cursor sees every
+row exactly once. next_cursor is always given: at the end it names where to poll again.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_
+from sqlalchemy import BigInteger, String, literal, literal_column, or_, tuple_
+from sqlalchemy.sql.expression import ColumnClause
+from sqlalchemy.types import TypeEngine
 from sqlmodel import Session, col, select
 
 from capture_server.store.models import (
@@ -22,11 +30,17 @@ from capture_server.store.models import (
     ContactAddress,
     Engagement,
     EngagementContact,
+    UTCDateTime,
 )
 from capture_server.store.operations import event_json
 from capture_server.store.repositories import Store, contact_json
 
 MAX_LIMIT = 500
+CURSOR_VERSION = 2
+# Transactions older than every one still in progress: none of them can commit a row later.
+_PG_SETTLED: ColumnClause[int] = literal_column(
+    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger()
+)
 
 
 class BadCursor(ValueError):
@@ -34,9 +48,19 @@ class BadCursor(ValueError):
 
 
 @dataclass(frozen=True)
+class Position:
+    """A row's place in a listing: (sync_seq, created_at or received_at, id)."""
+
+    seq: int
+    when: datetime
+    row_id: str | int
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[dict[str, Any]]
-    next_cursor: str | None  # None: nothing more now
+    next_cursor: str  # always: after the last item, or where this page started when empty
+    has_more: bool  # False: nothing more now; poll again later with next_cursor
 
 
 @dataclass(frozen=True)
@@ -54,30 +78,64 @@ class EventFilter:
     decision: str | None = None
 
 
-def encode_cursor(listing: str, when: datetime, row_id: str | int) -> str:
-    raw = json.dumps([listing, when.astimezone(UTC).isoformat(), row_id]).encode()
+def encode_cursor(listing: str, position: Position | None) -> str:
+    """[2, listing, seq, when, id]; [2, listing] before the first row."""
+    body: list[Any] = [CURSOR_VERSION, listing]
+    if position is not None:
+        when = position.when.astimezone(UTC).isoformat()
+        body += [position.seq, when, position.row_id]
+    raw = json.dumps(body, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(
-    listing: str, cursor: str, id_type: type[str | int] = str
-) -> tuple[datetime, Any]:
+def decode_cursor(listing: str, cursor: str, id_type: type[str | int] = str) -> Position | None:
+    """The position a cursor names (None: the start); BadCursor when it names none of this
+    listing's."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        name, when, row_id = json.loads(raw)
+        body = json.loads(raw)
+    except ValueError as error:  # binascii.Error and JSONDecodeError are ValueErrors
+        raise BadCursor("cursor is not one this server handed out") from error
+    if not isinstance(body, list) or not body:
+        raise BadCursor("cursor is not one this server handed out")
+    if isinstance(body[0], str) and len(body) == 3:
+        raise BadCursor(
+            "cursor is from an earlier version of this API, which paged by created_at: "
+            "start again without a cursor (since= skips what you already have)"
+        )
+    if body[0] != CURSOR_VERSION or len(body) not in (2, 5):
+        raise BadCursor("cursor is not one this server handed out")
+    if body[1] != listing:
+        raise BadCursor("cursor is not one of this listing")
+    if len(body) == 2:
+        return None
+    _, _, seq, when, row_id = body
+    try:
         moment = datetime.fromisoformat(when)
     except (ValueError, TypeError) as error:
         raise BadCursor("cursor is not one this server handed out") from error
-    if name != listing or moment.tzinfo is None or type(row_id) is not id_type:
+    if type(seq) is not int or moment.tzinfo is None or type(row_id) is not id_type:
         raise BadCursor("cursor is not one of this listing")
-    return moment, row_id
+    return Position(seq, moment, row_id)
 
 
-def _after(created: Any, row_id: Any, cursor: tuple[datetime, Any] | None) -> Any:
-    if cursor is None:
-        return True
-    moment, last_id = cursor
-    return or_(created > moment, and_(created == moment, row_id > last_id))
+def _after(store: Store, seq: Any, when: Any, row_id: Any, position: Position | None
+           ) -> list[Any]:  # fmt: skip
+    """Rows visible for good, after position in (seq, when, id) order."""
+    conditions = [seq.is_not(None)]
+    if store.engine.dialect.name == "postgresql":
+        conditions.append(seq < _PG_SETTLED)
+    if position is not None:
+        id_type: TypeEngine[Any] = String() if isinstance(position.row_id, str) else BigInteger()
+        conditions.append(
+            tuple_(seq, when, row_id)
+            > tuple_(
+                literal(position.seq, BigInteger()),
+                literal(position.when, UTCDateTime()),
+                literal(position.row_id, id_type),
+            )
+        )
+    return conditions
 
 
 def _paged(session: Session, query: Any, limit: int) -> tuple[list[Any], bool]:
@@ -85,12 +143,17 @@ def _paged(session: Session, query: Any, limit: int) -> tuple[list[Any], bool]:
     return rows[:limit], len(rows) > limit
 
 
+def _page(listing: str, items: list[dict[str, Any]], last: Position | None,
+          start: Position | None, more: bool) -> Page:  # fmt: skip
+    return Page(items, encode_cursor(listing, last if last is not None else start), more)
+
+
 def engagements_page(store: Store, account_id: int, wanted: EngagementFilter, limit: int,
                      cursor: str | None) -> Page:  # fmt: skip
-    after = decode_cursor("engagements", cursor) if cursor else None
-    created, row_id = col(Engagement.created_at), col(Engagement.id)
+    start = decode_cursor("engagements", cursor) if cursor else None
+    seq, created, row_id = col(Engagement.sync_seq), col(Engagement.created_at), col(Engagement.id)
     query = select(Engagement).where(
-        Engagement.account_id == account_id, _after(created, row_id, after)
+        Engagement.account_id == account_id, *_after(store, seq, created, row_id, start)
     )
     if wanted.since is not None:
         query = query.where(created >= wanted.since)
@@ -114,10 +177,15 @@ def engagements_page(store: Store, account_id: int, wanted: EngagementFilter, li
         )
         query = query.where(row_id.in_(linked))
     with store._read() as session:
-        rows, more = _paged(session, query.order_by(created, row_id), limit)
+        rows, more = _paged(session, query.order_by(seq, created, row_id), limit)
         items = [store._engagement_json(session, row) for row in rows]
-    last = rows[-1] if rows and more else None
-    return Page(items, encode_cursor("engagements", last.created_at, last.id) if last else None)
+    last = _position(rows[-1].sync_seq, rows[-1].created_at, rows[-1].id) if rows else None
+    return _page("engagements", items, last, start, more)
+
+
+def _position(seq: int | None, when: datetime, row_id: str | int | None) -> Position:
+    assert seq is not None and row_id is not None  # listed rows have both
+    return Position(seq, when, row_id)
 
 
 def engagement(store: Store, account_id: int, engagement_id: str) -> dict[str, Any] | None:
@@ -130,32 +198,34 @@ def engagement(store: Store, account_id: int, engagement_id: str) -> dict[str, A
 
 def contacts_page(store: Store, account_id: int, since: datetime | None, limit: int,
                   cursor: str | None) -> Page:  # fmt: skip
-    after = decode_cursor("contacts", cursor, int) if cursor else None
-    created, row_id = col(Contact.created_at), col(Contact.id)
+    start = decode_cursor("contacts", cursor, int) if cursor else None
+    seq, created, row_id = col(Contact.sync_seq), col(Contact.created_at), col(Contact.id)
     query = (
         select(Contact, Company.domain)
         .join(Company, col(Company.id) == Contact.company_id, isouter=True)
         .where(
             Contact.account_id == account_id,
             col(Contact.deleted_at).is_(None),
-            _after(created, row_id, after),
+            *_after(store, seq, created, row_id, start),
         )
     )
     if since is not None:
         query = query.where(created >= since)
     with store._read() as session:
-        rows, more = _paged(session, query.order_by(created, row_id), limit)
+        rows, more = _paged(session, query.order_by(seq, created, row_id), limit)
         items = [contact_json(session, contact, company) for contact, company in rows]
-    last = rows[-1][0] if rows and more else None
-    return Page(items, encode_cursor("contacts", last.created_at, last.id) if last else None)
+    final = rows[-1][0] if rows else None
+    last = _position(final.sync_seq, final.created_at, final.id) if final else None
+    return _page("contacts", items, last, start, more)
 
 
 def events_page(store: Store, account_id: int, wanted: EventFilter, limit: int,
                 cursor: str | None) -> Page:  # fmt: skip
-    after = decode_cursor("events", cursor) if cursor else None
-    received, row_id = col(CaptureEvent.received_at), col(CaptureEvent.id)
+    start = decode_cursor("events", cursor) if cursor else None
+    seq, received = col(CaptureEvent.sync_seq), col(CaptureEvent.received_at)
+    row_id = col(CaptureEvent.id)
     query = select(CaptureEvent).where(
-        CaptureEvent.account_id == account_id, _after(received, row_id, after)
+        CaptureEvent.account_id == account_id, *_after(store, seq, received, row_id, start)
     )
     if wanted.since is not None:
         query = query.where(received >= wanted.since)
@@ -164,7 +234,7 @@ def events_page(store: Store, account_id: int, wanted: EventFilter, limit: int,
     if wanted.decision:
         query = query.where(CaptureEvent.decision == wanted.decision)
     with store._read() as session:
-        rows, more = _paged(session, query.order_by(received, row_id), limit)
+        rows, more = _paged(session, query.order_by(seq, received, row_id), limit)
         items = [event_json(row) for row in rows]
-    last = rows[-1] if rows and more else None
-    return Page(items, encode_cursor("events", last.received_at, last.id) if last else None)
+    last = _position(rows[-1].sync_seq, rows[-1].received_at, rows[-1].id) if rows else None
+    return _page("events", items, last, start, more)

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
+    FetchedValue,
     Index,
     LargeBinary,
     MetaData,
@@ -56,6 +58,16 @@ def utcnow() -> datetime:
 
 def _when(**kwargs: Any) -> Any:
     return Field(sa_type=UTCDateTime, **kwargs)
+
+
+def _sync_seq() -> Any:
+    """Where a row comes in the order rows become visible, set by the database (migration
+    0012): the writing transaction's id on PostgreSQL, a counter on SQLite. The API pages
+    on it; never written by the application."""
+    return Field(
+        default=None, sa_type=BigInteger, nullable=True,
+        sa_column_kwargs={"server_default": FetchedValue()},
+    )  # fmt: skip
 
 
 class ServerState(SQLModel, table=True):
@@ -148,7 +160,8 @@ class Contact(SQLModel, table=True):
     __tablename__ = "contact"
     __table_args__ = (
         UniqueConstraint("account_id", "primary_address"),
-        Index("ix_contact_account_created", "account_id", "created_at", "id"),  # API paging
+        Index("ix_contact_account_created", "account_id", "created_at", "id"),
+        Index("ix_contact_account_sync", "account_id", "sync_seq", "created_at", "id"),  # API
     )
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id")
@@ -165,6 +178,7 @@ class Contact(SQLModel, table=True):
     phone: str | None = None  # E.164
     website: str | None = None
     field_sources: str = Field(default="{}", sa_type=Text)
+    sync_seq: int | None = _sync_seq()
 
 
 class ContactSuggestion(SQLModel, table=True):
@@ -223,7 +237,8 @@ class Engagement(SQLModel, table=True):
         # Reply threading looks Message-IDs up in any letter case (migration 0011).
         Index("ix_engagement_account_message_id_lower", "account_id", text("lower(message_id)")),
         Index("ix_engagement_account_subject_hash", "account_id", "subject_hash"),
-        Index("ix_engagement_account_created", "account_id", "created_at", "id"),  # API paging
+        Index("ix_engagement_account_created", "account_id", "created_at", "id"),
+        Index("ix_engagement_account_sync", "account_id", "sync_seq", "created_at", "id"),  # API
     )
     id: str = Field(primary_key=True)
     account_id: int = Field(foreign_key="account.id")
@@ -245,6 +260,7 @@ class Engagement(SQLModel, table=True):
     sharing: str = "everything"
     created_at: datetime = _when(default_factory=utcnow)
     subject_hash: str | None = None  # of the normalised subject: the reply subject fallback
+    sync_seq: int | None = _sync_seq()
 
 
 class ThreadMessage(SQLModel, table=True):
@@ -313,6 +329,7 @@ class CaptureEvent(SQLModel, table=True):
         Index("ix_capture_event_account_received", "account_id", "received_at"),
         Index("ix_capture_event_account_header_message_id", "account_id", "header_message_id"),
         Index("ix_capture_event_archive_key", "archive_key"),
+        Index("ix_capture_event_account_sync", "account_id", "sync_seq", "received_at", "id"),
     )
     id: str = Field(primary_key=True)
     account_id: int | None = Field(default=None, foreign_key="account.id")
@@ -336,6 +353,7 @@ class CaptureEvent(SQLModel, table=True):
     header_from: str | None = None
     header_message_id: str | None = None
     archive_key: str | None = None  # SHA-256 of the raw message in archive_dir, when on
+    sync_seq: int | None = _sync_seq()
 
 
 class NoticeSent(SQLModel, table=True):
