@@ -126,11 +126,13 @@ def migrate(engine: Engine) -> str | None:
     """Create or upgrade the schema to the newest revision; returns that revision."""
     command.upgrade(alembic_config(engine), "head")
     from capture_server.store.cache import VERSION_TABLE, install_triggers
+    from capture_server.store.sync_order import install_sync_triggers
 
-    if inspect(engine).has_table(VERSION_TABLE):
-        # A SQLite batch migration rebuilds tables without their triggers: put them back.
-        with engine.begin() as connection:
+    # A SQLite batch migration rebuilds tables without their triggers: put them back.
+    with engine.begin() as connection:
+        if inspect(connection).has_table(VERSION_TABLE):
             install_triggers(connection)
+        install_sync_triggers(connection)
     return current_revision(engine)
 
 
