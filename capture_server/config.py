@@ -54,8 +54,7 @@ class Settings(BaseSettings):
     # smtp/budget.py: peak memory is about this times 1.2, however many big messages arrive.
     message_memory_bytes: int = Field(
         256 * MIB, gt=0,
-        description="Bytes of big messages (over 1 MiB) processed at once per process; "
-        "more wait on disk",
+        description="Bytes of big messages (over 1 MiB) processed at once; more wait on disk",
     )  # fmt: skip
     # store/writer.py: concurrent sessions' messages share one transaction and one fsync.
     # "auto": on for SQLite (one writer anyway: p99 fell 4x in bench/), off for PostgreSQL

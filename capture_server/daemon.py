@@ -61,6 +61,18 @@ class WorkerRole:
     number: int
     supervisor_pid: int
     sockets: dict[str, list[socket.socket]] = field(default_factory=dict)
+    count: int = 1  # workers in all
+
+    def share(self, settings: Settings) -> Settings:
+        """The limits a whole daemon has, this worker's part of them: the kernel spreads
+        connections evenly over the workers (SO_REUSEPORT hash), so each counts 1/N."""
+        return settings.model_copy(
+            update={name: -(-getattr(settings, name) // self.count) for name in SHARED_LIMITS}
+        )
+
+
+# Limits of the whole daemon that workers share out (workers.py).
+SHARED_LIMITS = ("max_connections", "max_connections_per_ip", "message_memory_bytes")
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -106,7 +118,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.notifier = Notifier(store, settings)
         self.webhooks = WebhookWorker(store, settings)  # sends the outbox in the background
-        self.guard = SessionGuard(settings)
+        self.guard = SessionGuard(self._limits(settings))
         self.tls_context = tls_context(settings)
         self.api: ApiServer | None = None  # the read API, when api_listen is set
         self._tasks: list[asyncio.Task[None]] = []
@@ -221,6 +233,9 @@ class Daemon:
             return False
         return True
 
+    def _limits(self, settings: Settings) -> Settings:
+        return self.role.share(settings) if self.role is not None else settings
+
     def reload(self) -> None:
         """SIGHUP: read the settings again; a bad file is logged and the old settings kept."""
         if self.load_settings is None:
@@ -245,7 +260,7 @@ class Daemon:
         )
         self.settings = new
         self.service.use_settings(new)
-        self.guard.settings = new
+        self.guard.settings = self._limits(new)
         self.notifier.use_settings(new)
         self.webhooks.settings = new
         configure_logging(new.log_format, new.log_level)

@@ -240,6 +240,7 @@ class Supervisor:
         fds = {protocol: [s.fileno() for s in socks] for protocol, socks in sockets.items()}
         spec = {
             "number": slot.number,
+            "count": self.count,
             "supervisor": os.getpid(),
             "config": str(self.launch.config) if self.launch.config else None,
             "overrides": self.launch.overrides,
@@ -375,7 +376,7 @@ def worker_main() -> None:
     sockets = {
         protocol: [socket.socket(fileno=fd) for fd in fds] for protocol, fds in spec["fds"].items()
     }
-    role = WorkerRole(number, int(spec["supervisor"]), sockets)
+    role = WorkerRole(number, int(spec["supervisor"]), sockets, int(spec["count"]))
     try:
         store = Store(make_engine(current.database_url))
         run_loop(Daemon(current, store, launch.settings, role).run(), current.event_loop)

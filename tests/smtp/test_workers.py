@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -257,3 +258,27 @@ def test_workers_dying_at_start_make_the_supervisor_give_up(tmp_path: Path) -> N
     assert "error: worker" in output and "times in a row" in output, output
     assert output.count('"worker_restart_scheduled"') >= 4
     assert "Traceback" not in output
+
+
+def test_connection_limits_are_the_daemons_not_each_workers(tmp_path: Path) -> None:
+    """max_connections = 4 over 2 workers: 2 each, 4 in all (not 4 each, 8 in all)."""
+    url = f"sqlite:///{tmp_path / 'limits.db'}"
+    migrate(make_engine(url))
+    daemon = start_daemon(
+        url, tmp_path, workers="2", max_connections="4", max_connections_per_ip="100"
+    )
+    sockets = []
+    try:
+        _wait_workers(daemon, 2)
+        greetings = []
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=10)
+            sockets.append(sock)
+            greetings.append(sock.makefile("rb").readline()[:3])
+        assert greetings.count(b"220") == 4, greetings  # the kernel spreads 20 over both
+        assert set(greetings) == {b"220", b"421"}
+        assert daemon.stop() == 0
+    finally:
+        for sock in sockets:
+            sock.close()
+        _kill_all(daemon)
