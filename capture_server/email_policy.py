@@ -17,6 +17,8 @@ from email.parser import BytesParser
 from functools import lru_cache
 from typing import Any
 
+from capture_server import email_boundary
+
 _LONGEST_CACHED = 1000
 _ENTRIES = 64  # ~11 KB each: enough for the messages in flight and the common values
 
@@ -34,6 +36,7 @@ def _parsed(registry: HeaderRegistry, name: str, value: str) -> BaseHeader:
 
 
 POLICY = policy.default.clone(header_factory=_CachedHeaderRegistry())
+email_boundary.install()  # every parse of the daemon comes through here: no regex per boundary
 
 
 @lru_cache(maxsize=64)
