@@ -31,6 +31,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mailgen import rsa_key_pair  # noqa: E402 (after the path)
+
 DOMAIN = "example.com"
 SELECTOR = "arcsel"
 SRV_ID = "mx.example.net"
@@ -44,23 +48,6 @@ def vm_hwm() -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def make_key() -> tuple[bytes, str]:
-    """(PEM private key, DKIM TXT record) of a fresh 2048-bit RSA key."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return pem, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
 
 
 def build_message(size: int, pem: bytes) -> bytes:
@@ -139,7 +126,7 @@ def child(mode: str, path: str, message_file: str, record: str) -> dict[str, Any
 
     try:
         raw = Path(message_file).read_bytes()
-        pem, _ = make_key()  # warm-up: same code, a small message (imports, threads, DNS)
+        pem, _ = rsa_key_pair()  # warm-up: same code, a small message (imports, threads, DNS)
         run(build_message(64 * 1024, pem).replace(b"rep@", b"warm@"))
         before = vm_hwm()
         results = run(raw)
@@ -169,7 +156,7 @@ def main() -> None:
         print(json.dumps(child(*args.child)))
         return
 
-    pem, record = make_key()
+    pem, record = rsa_key_pair()
     raw = build_message(int(args.size_mib * (1 << 20)), pem)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="arcmem-") as tmp:

@@ -309,6 +309,12 @@ class DkimKey:
 
 def dkim_key() -> DkimKey:
     """A fresh 2048-bit RSA key for the account's domain (served by dnsstub.py)."""
+    pem, record = rsa_key_pair()
+    return DkimKey(pem, f"{DKIM_SELECTOR}._domainkey.{ACCOUNT_DOMAIN}", record)
+
+
+def rsa_key_pair() -> tuple[bytes, str]:
+    """(PEM private key, DKIM TXT record) of a fresh 2048-bit RSA key."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -321,8 +327,7 @@ def dkim_key() -> DkimKey:
     der = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    record = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
-    return DkimKey(pem, f"{DKIM_SELECTOR}._domainkey.{ACCOUNT_DOMAIN}", record)
+    return pem, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
 
 
 def dkim_signed(raw: bytes, key: DkimKey) -> bytes:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from sqlalchemy import Engine
@@ -267,17 +268,24 @@ def daemon(database_url: str, tmp_path: Path) -> Iterator[RunningDaemon]:
             running.process.wait(timeout=10)
 
 
+def open_transaction(port: int, rcpt: str, timeout: float = 60) -> tuple[socket.socket, BinaryIO]:
+    """A raw SMTP session from rita@acme.test up to DATA's 354: the caller sends the data."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    reader = sock.makefile("rb")
+    assert reader.readline().startswith(b"220")
+    for command in (b"HELO client.test", b"MAIL FROM:<rita@acme.test>",
+                    f"RCPT TO:<{rcpt}>".encode(), b"DATA"):  # fmt: skip
+        sock.sendall(command + b"\r\n")
+        assert reader.readline()[:1] in (b"2", b"3")
+    return sock, reader
+
+
 def sigterm_during_delivery(daemon: RunningDaemon, bcc: str) -> None:
     """SIGTERM arrives halfway through DATA: the listener closes to new clients at once,
     and the transaction in flight still ends in 250 (the drain)."""
     raw = read_data("bcc_simple.eml").replace(b"\n", b"\r\n")
-    with socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=30) as sock:
-        reader = sock.makefile("rb")
-        assert reader.readline().startswith(b"220")
-        for command in (b"HELO client.test", b"MAIL FROM:<rita@acme.test>",
-                        f"RCPT TO:<{bcc}>".encode(), b"DATA"):  # fmt: skip
-            sock.sendall(command + b"\r\n")
-            assert reader.readline()[:1] in (b"2", b"3")
+    sock, reader = open_transaction(daemon.smtp_port, bcc)
+    with sock:
         sock.sendall(raw[:200])
         daemon.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)

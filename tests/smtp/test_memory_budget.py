@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import time
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from capture_server.smtp.budget import MemoryBudget
-from tests.conftest import Cli, make_account, start_daemon
+from tests.conftest import Cli, make_account, open_transaction, start_daemon
 
 MIB = 1024 * 1024
 
@@ -118,17 +117,6 @@ def _big_message(number: int, size: int) -> bytes:
     return message.as_bytes(policy=SMTP)
 
 
-def _open_transaction(port: int, bcc: str) -> tuple[socket.socket, object]:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-    reader = sock.makefile("rb")
-    assert reader.readline().startswith(b"220")
-    for command in (b"HELO client.test", b"MAIL FROM:<rita@acme.test>",
-                    f"RCPT TO:<{bcc}>".encode(), b"DATA"):  # fmt: skip
-        sock.sendall(command + b"\r\n")
-        assert reader.readline()[:1] in (b"2", b"3")
-    return sock, reader
-
-
 def test_daemon_processes_big_messages_in_turns(
     database_url: str, tmp_path: Path, cli: Cli
 ) -> None:
@@ -136,12 +124,12 @@ def test_daemon_processes_big_messages_in_turns(
     account = make_account(cli)
     daemon = start_daemon(database_url, tmp_path, message_memory_bytes=str(3 * MIB))
     try:
-        opened = [_open_transaction(daemon.smtp_port, account.bcc) for _ in range(4)]
+        opened = [open_transaction(daemon.smtp_port, account.bcc) for _ in range(4)]
         for number, (sock, _) in enumerate(opened):
             sock.sendall(_big_message(number, 2 * MIB))
         for sock, _ in opened:  # every message ends together: they all want memory now
             sock.sendall(b".\r\n")
-        replies = [reader.readline() for _, reader in opened]  # type: ignore[attr-defined]
+        replies = [reader.readline() for _, reader in opened]
         for sock, _ in opened:
             sock.close()
         assert all(reply.startswith(b"250 2.0.0 queued as eng_") for reply in replies), replies
@@ -163,8 +151,8 @@ def test_a_client_gone_while_waiting_leaves_the_budget_whole(
     account = make_account(cli)
     daemon = start_daemon(database_url, tmp_path, message_memory_bytes=str(2 * MIB))
     try:
-        first, first_reader = _open_transaction(daemon.smtp_port, account.bcc)
-        quitter, _ = _open_transaction(daemon.smtp_port, account.bcc)
+        first, first_reader = open_transaction(daemon.smtp_port, account.bcc)
+        quitter, _ = open_transaction(daemon.smtp_port, account.bcc)
         first.sendall(_big_message(1, 8 * MIB))  # runs alone (capped at the budget), a while
         quitter.sendall(_big_message(2, 2 * MIB))
         first.sendall(b".\r\n")
@@ -174,12 +162,12 @@ def test_a_client_gone_while_waiting_leaves_the_budget_whole(
             time.sleep(0.005)
         quitter.close()  # hangs up before its reply: it still has the message, sends it again
         assert "memory_budget_wait" in daemon.log()
-        assert first_reader.readline().startswith(b"250 2.0.0 queued as eng_")  # type: ignore[attr-defined]
+        assert first_reader.readline().startswith(b"250 2.0.0 queued as eng_")
         first.close()
         # The budget is whole again: a third big message goes through at once.
-        third, third_reader = _open_transaction(daemon.smtp_port, account.bcc)
+        third, third_reader = open_transaction(daemon.smtp_port, account.bcc)
         third.sendall(_big_message(3, 2 * MIB) + b".\r\n")
-        assert third_reader.readline().startswith(b"250 2.0.0 queued as eng_")  # type: ignore[attr-defined]
+        assert third_reader.readline().startswith(b"250 2.0.0 queued as eng_")
         third.close()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
