@@ -106,8 +106,17 @@ class Settings(BaseSettings):
         "", description="Raw archive of every accepted message (sha256.eml); empty: off"
     )
     archive_retention_days: int = Field(
-        365, ge=0, description="Days `archive purge` keeps archived messages; 0: forever"
+        365,
+        ge=0,
+        description="Days archived messages are kept (the daemon purges every "
+        "archive_purge_hours, or `archive purge`); 0: forever",
     )
+    # archive_purge.py: the daemon's own retention job (worker 0); fractions for tests.
+    archive_purge_hours: float = Field(
+        24.0, ge=0,
+        description="The daemon purges the archive past retention this often (hours, "
+        "fractions allowed); 0: never, ops run `archive purge`",
+    )  # fmt: skip
     # Sender authentication (SPF, DKIM, DMARC); each account's auth_mode says what it does.
     dns_nameservers: tuple[str, ...] = Field(
         (), description="Resolvers (IP addresses) for SPF/DKIM/DMARC; empty: the system's"

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from capture_server import metrics
 from capture_server.api.server import ApiServer
+from capture_server.archive_purge import purge_periodically, purge_scheduled
 from capture_server.capture import CaptureService
 from capture_server.config import ConfigError, Settings, parse_listen
 from capture_server.logging import configure_logging, get_logger
@@ -89,7 +90,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 RESTART_ONLY = frozenset({
     "database_url", "capture_domain", "server_secret", "hostname", "quarantine_dir",
     "archive_dir", "tls_cert_file", "tls_key_file", "require_tls", "log_format",
-    "workers", "event_loop",
+    "workers", "event_loop", "archive_purge_hours",
 })  # fmt: skip
 
 
@@ -197,6 +198,7 @@ class Daemon:
         for protocol, host, port in bound:
             log.info("listening", protocol=protocol, host=host, port=port)
         self.webhooks.start()
+        self._start_archive_purge()
         return bound
 
     async def _start_worker(self, bound: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
@@ -206,10 +208,17 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self._watch_supervisor(self.role.supervisor_pid)))
         if self.role.number == 0:  # one sender of the outbox is enough (its claims are safe)
             self.webhooks.start()
+            self._start_archive_purge()  # one purger is enough (the protocol allows more)
         loop = type(asyncio.get_running_loop())
         log.info("worker_ready", listeners=[f"{p} {h}:{n}" for p, h, n in bound],
                  event_loop=f"{loop.__module__}.{loop.__qualname__}")  # fmt: skip
         return bound
+
+    def _start_archive_purge(self) -> None:
+        """The archive's retention job (archive_purge.py), cancelled by the drain."""
+        if purge_scheduled(self.settings):
+            current = lambda: self.settings  # noqa: E731 (SIGHUP swaps the settings)
+            self._tasks.append(asyncio.create_task(purge_periodically(self.service.store, current)))
 
     async def _publish_sessions(self) -> None:
         """Open sessions, for the supervisor's /metrics (a file of prometheus_client's

@@ -9,13 +9,14 @@ from typing import Annotated
 
 import typer
 
-from capture_server.archive import RawArchive, retention_cutoff
+from capture_server.archive import RawArchive
+from capture_server.archive_purge import purge_expired
 from capture_server.capture import CaptureService
 from capture_server.cli.common import app, fail, open_store, out, print_json, settings
 from capture_server.config import Settings
 from capture_server.logging import configure_logging
 from capture_server.replay import replay_archived
-from capture_server.store.archived import archived_events, keys_referenced_since
+from capture_server.store.archived import archived_events
 from capture_server.store.repositories import StoreError, StoreUnavailable
 
 archive_app = typer.Typer(help="The raw archive of accepted messages (archive_dir).")
@@ -45,23 +46,13 @@ def archive_purge(
         out.print("archive_retention_days is 0 (keep forever): nothing purged")
         return
     store = open_store(current)
-    cutoff = retention_cutoff(days)
-    candidates = dict(archive.older_than(cutoff))
     try:
-        kept = keys_referenced_since(store, candidates, datetime.fromtimestamp(cutoff, UTC))
+        # Safe while the daemon (its own purge job, put()) runs: see capture_server/archive.py.
+        done = purge_expired(store, archive, days)
     except StoreUnavailable as error:
         fail(f"the database is unavailable: {error}")
-    purged = 0
-    for key, path in candidates.items():
-        try:
-            # Re-checked at the last moment: a message stored again meanwhile refreshed it.
-            if key in kept or path.stat().st_mtime >= cutoff:
-                continue
-            path.unlink()
-        except FileNotFoundError:
-            continue
-        purged += 1
-    report = {"purged": purged, "kept": len(candidates) - purged, "older_than_days": days}
+    purged = done.purged
+    report = {"purged": purged, "kept": done.kept, "older_than_days": days}
     if as_json:
         print_json(report)
     else:
