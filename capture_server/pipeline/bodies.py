@@ -1,23 +1,30 @@
-"""Big base64 attachments parsed without their text in memory (issue 10: memory).
+"""Big attachments and bodies parsed without their text in memory (issue 10: memory).
 
-The email package holds a part's base64 text as a list of line strings, then as one joined
-string, then decodes it: about three times the attachment at once, on top of the received
-bytes. Here every long run of base64 lines is cut out of the received bytes before parsing,
-one placeholder line in its place, and the attachment is decoded from the received bytes in
-chunks when its size and hash (parse) and its data (the store) are wanted.
+The email package holds a part's text as a list of line strings, then as one joined string,
+then decodes it: about three times the attachment at once, on top of the received bytes. Here
+every long run of lines is cut out of the received bytes before parsing, one placeholder line
+in its place, and the part is decoded from the received bytes in chunks when its size and hash
+(parse) and its data (the store) are wanted: base64, quoted-printable, or (7bit, 8bit and any
+other transfer encoding the email package leaves as it is) the bytes themselves.
 
-Why the cut cannot change how the message parses: the feed parser looks at one line at a time,
-and a non-empty line of base64 characters alone is never a header line (no colon, no leading
-blank), never a boundary (no "-") and never the empty line that ends a header section, so it
-takes the same path for one such line as for many. Where each placeholder landed is checked
-after the parse (`placed`); anywhere but inside a base64 part the caller decodes from the pieces
-(an attachment, the text body) or a part whose payload is never read, or only written back out
-with its attached message (`restore_generated`), the caller parses the whole message instead.
+Why the cut cannot change how the message parses: the feed parser looks at one line at a time.
+A run's first line is never a header line (no colon after its leading printable characters, no
+leading blank, not "From "), never a boundary (no leading "-") and never the empty line that
+ends a header section: it takes the path the placeholder line takes (body text, or the line that
+ends a header section and then body text). After it the parser is reading body text, and only a
+boundary (a line starting with "--") or an empty line (the end of a message/delivery-status
+block) could change that: no later line of the run is either. So the parser takes the same path
+for the run as for the placeholder. Every line is ASCII without a bare CR (the parser would
+split the line there). Where each placeholder landed is checked after the parse (`placed`);
+anywhere but inside a part the caller decodes from the pieces (an attachment, the text body)
+or a part whose payload is never read, or only written back out with its attached message
+(`restore_generated`), the caller parses the whole message instead.
 """
 
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import hashlib
 import io
 import secrets
@@ -29,22 +36,45 @@ import re2
 
 # A run shorter than this stays in the message: cutting small ones saves nothing.
 CUT_MIN = 256 * 1024
-# Base64 text decoded per step: what a big attachment costs in memory while it is read.
+# Encoded text decoded per step: what a big attachment costs in memory while it is read.
 CHUNK = 1024 * 1024
-# Whole lines of base64 characters; linear time (RE2).
-_RUNS = re2.compile(rb"(?m)^(?:[A-Za-z0-9+/=]+\r?\n)+")
+# Whole lines (see the module's docstring); linear time (RE2). _ANY: ASCII but CR and LF.
+_ANY = rb"[\x00-\x09\x0b\x0c\x0e-\x7f]"
+_NOT_DASH = rb"[\x00-\x09\x0b\x0c\x0e-\x2c\x2e-\x7f]"
+# Not a header line: printable characters but ":" (not "-" or "F" first), then the end of the
+# line or a character that is neither (no colon right after them); or a control character first.
+_FIRST = (
+    rb"(?:[\x21-\x2c\x2e-\x39\x3b-\x45\x47-\x7e][\x21-\x39\x3b-\x7e]*"
+    rb"(?:[\x00-\x09\x0b\x0c\x0e-\x20\x7f]" + _ANY + rb"*)?"
+    rb"|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]" + _ANY + rb"*)\r?\n"
+)
+# Not empty, not starting with "--".
+_REST = rb"(?:" + _NOT_DASH + _ANY + rb"*|-(?:" + _NOT_DASH + _ANY + rb"*)?)\r?\n"
+_RUNS = re2.compile(rb"(?m)^" + _FIRST + rb"(?:" + _REST + rb")*")
 _LINE_ENDS = b"\r\n"
 _TOKEN_DIGITS = 6
+# Transfer encodings Message.get_payload(decode=True) decodes: base64 and quoted-printable
+# (see EncodedBody), uuencode (never from the pieces); any other leaves the bytes as they are.
+BASE64 = "base64"
+QUOTED_PRINTABLE = "quoted-printable"
+_UUENCODE = ("x-uuencode", "uuencode", "uue", "x-uue")
 
-Span = tuple[int, int]  # [start, end) of a run of base64 lines in the received bytes
-# One attachment's base64 text: literal pieces (the parsed payload around the placeholders,
-# line ends removed) and runs of the received bytes (lines with their ends).
+Span = tuple[int, int]  # [start, end) of a run of lines in the received bytes
+# One part's payload as the whole parse holds it, as bytes: literal pieces (the parsed payload
+# around the placeholders) and runs of the received bytes (lines with their ends, but the
+# last line's end where the parser took it off before a boundary).
 Pieces = tuple[bytes | Span, ...]
+
+
+def decodes(encoding: str) -> bool:
+    """Whether a part of this transfer encoding (lower case, as get_payload reads it) can be
+    decoded from its pieces."""
+    return encoding not in _UUENCODE
 
 
 @dataclass(frozen=True)
 class Cut:
-    """The received bytes with their long base64 runs replaced by placeholder lines."""
+    """The received bytes with their long runs of lines replaced by placeholder lines."""
 
     raw: bytes = field(repr=False)
     skeleton: bytes = field(repr=False)
@@ -58,32 +88,77 @@ class Cut:
 
 @dataclass(frozen=True)
 class EncodedBody:
-    """A cut-out attachment: its base64 text, strict (see `encoded_body`), so the chunks are
-    exactly what `Message.get_payload(decode=True)` returns for the same text."""
+    """A cut-out attachment or text body: its payload, and the size and SHA-256 of its decoded
+    content. The chunks are exactly what `Message.get_payload(decode=True)` returns for the
+    same payload: base64 (strict, see `encoded_body`), quoted-printable or the bytes as they
+    are (`text_body`); `encoding` is the transfer encoding as get_payload reads it."""
 
     raw: bytes = field(repr=False)
     pieces: Pieces
     size: int  # of the decoded content
     sha256: str
+    encoding: str = BASE64
 
     def chunks(self) -> Iterator[bytes]:
-        """The decoded content in pieces of about 3/4 CHUNK bytes."""
-        for text in _aligned(_text(self.raw, self.pieces)):
-            yield binascii.a2b_base64(text, strict_mode=True)
+        """The decoded content in pieces of about CHUNK bytes (3/4 CHUNK for base64)."""
+        if self.encoding == BASE64:
+            for text in _aligned(_text(self.raw, self.pieces)):
+                yield binascii.a2b_base64(text, strict_mode=True)
+        elif self.encoding == QUOTED_PRINTABLE:
+            # quopri.decodestring is binascii.a2b_qp: see _whole_lines.
+            for text in _whole_lines(_payload(self.raw, self.pieces)):
+                yield binascii.a2b_qp(text)
+        else:
+            yield from _payload(self.raw, self.pieces)
 
     def decode(self) -> bytes:
         return b"".join(self.chunks())
 
 
-def _text(raw: bytes, pieces: Pieces) -> Iterator[bytes]:
-    """The base64 text without line ends, a CHUNK of the received bytes at a time."""
+def _payload(raw: bytes, pieces: Pieces) -> Iterator[bytes]:
+    """The payload's bytes, at most a CHUNK of the received bytes at a time, cut after an LF
+    where there is one (so that _whole_lines seldom copies)."""
     view = memoryview(raw)
     for piece in pieces:
         if isinstance(piece, bytes):
             yield piece
             continue
-        for start in range(piece[0], piece[1], CHUNK):
-            yield view[start : min(start + CHUNK, piece[1])].tobytes().translate(None, _LINE_ENDS)
+        start, end = piece
+        while start < end:
+            stop = min(start + CHUNK, end)
+            if stop < end:
+                stop = raw.rfind(b"\n", start, stop) + 1 or stop
+            yield view[start:stop].tobytes()
+            start = stop
+
+
+def _text(raw: bytes, pieces: Pieces) -> Iterator[bytes]:
+    """The base64 text without line ends, a CHUNK of the received bytes at a time
+    (get_payload(decode=True) joins bytes.splitlines(): it splits at CR and LF only)."""
+    for text in _payload(raw, pieces):
+        yield text.translate(None, _LINE_ENDS)
+
+
+def _whole_lines(texts: Iterable[bytes]) -> Iterator[bytes]:
+    """The texts regrouped so that each piece but the last ends with LF.
+
+    binascii.a2b_qp reads its input left to right, and no step of it reads past an LF it
+    consumes: an LF is a character of its own or ends a soft line break ("=" LF, or "=" CR and
+    everything up to the next LF); "=XX" takes hex digits only, "==" two "=", and a "=" before
+    anything else is copied and the next character read on its own. Only a "=" at the very end
+    of the input (dropped) or a "=" CR without an LF after it (everything to the end skipped)
+    depend on where the input ends, and neither can end a piece that ends with LF. So a2b_qp of
+    each piece, joined, is a2b_qp of the whole text."""
+    carry: list[bytes] = []
+    for text in texts:
+        cut = text.rfind(b"\n") + 1
+        if not cut:
+            carry.append(text)  # a line longer than CHUNK: held until it ends
+            continue
+        yield b"".join([*carry, text[:cut]]) if carry else text[:cut]
+        carry = [text[cut:]] if cut < len(text) else []
+    if carry:
+        yield b"".join(carry)
 
 
 def _aligned(texts: Iterable[bytes]) -> Iterator[bytes]:
@@ -100,7 +175,7 @@ def _aligned(texts: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def cut_runs(raw: bytes, minimum: int = CUT_MIN) -> Cut | None:
-    """raw with each run of base64 lines of at least `minimum` bytes replaced by one
+    """raw with each run of lines of at least `minimum` bytes replaced by one
     placeholder line; None when there is none (or, never in practice, the nonce is in raw)."""
     if len(raw) < minimum:
         return None
@@ -127,7 +202,7 @@ def cut_runs(raw: bytes, minimum: int = CUT_MIN) -> Cut | None:
 def placed(
     message: Message, cut: Cut, allowed: Iterable[Message], *, used: Iterable[Message]
 ) -> dict[int, Pieces] | None:
-    """The base64 text of every part (by id) whose payload holds placeholders.
+    """The payload (`Pieces`) of every part (by id) whose payload holds placeholders.
 
     Placeholders may be in the payload of a part in `allowed` (the caller decodes it from the
     pieces, or restores it), or of a part not in `used` (every part whose payload the caller
@@ -185,21 +260,20 @@ def _pieces(payload: str, cut: Cut, seen: set[str]) -> Pieces | None:
         if span is None or token in seen or (before and not before.endswith(("\n", "\r"))):
             return None
         seen.add(token)
-        literal = _literal(before)
-        if literal is None:
+        if not before.isascii():
             return None
-        pieces += [literal, span]
+        # The placeholder line kept the run's last line end (as `restore` reads it).
+        pieces += [before.encode("ascii"), (span[0], span[1] - _last_line_end(cut.raw, span))]
         position = index + cut.token_length
-    literal = _literal(payload[position:])
-    if literal is None:
-        return None
-    pieces.append(literal)
-    return tuple(piece for piece in pieces if piece != b"")
+    after = payload[position:]
+    if not after.isascii():
+        return None  # get_payload(decode=True) takes other paths for non-ASCII text
+    pieces.append(after.encode("ascii"))
+    return tuple(piece for piece in pieces if piece != b"")  # a run is never empty
 
 
-def _literal(text: str) -> bytes | None:
-    # get_payload(decode=True) joins bytes.splitlines(); non-ASCII takes other paths there.
-    return b"".join(text.encode("ascii").splitlines()) if text.isascii() else None
+def _last_line_end(raw: bytes, span: Span) -> int:
+    return 2 if raw[span[1] - 2 : span[1]] == b"\r\n" else 1
 
 
 def restore(payload: str, cut: Cut) -> str:
@@ -209,7 +283,7 @@ def restore(payload: str, cut: Cut) -> str:
     while (index := payload.find(cut.nonce, position)) >= 0:
         start, end = cut.runs[payload[index : index + cut.token_length]]
         # The placeholder line kept the run's last line end: put back the run without it.
-        end -= 2 if cut.raw[end - 2 : end] == b"\r\n" else 1
+        end -= _last_line_end(cut.raw, (start, end))
         found += [payload[position:index], cut.raw[start:end].decode("ascii")]
         position = index + cut.token_length
     found.append(payload[position:])
@@ -236,7 +310,7 @@ def restore_generated(content: bytes, cut: Cut) -> bytes:
     while (index := content.find(token, position)) >= 0:
         out.write(view[position:index])
         start, end = cut.runs[content[index : index + cut.token_length].decode("ascii")]
-        end -= 2 if cut.raw[end - 2 : end] == b"\r\n" else 1
+        end -= _last_line_end(cut.raw, (start, end))
         out.writelines(_crlf_lines(cut.raw, start, end))
         position = index + cut.token_length
     out.write(view[position:])
@@ -244,8 +318,8 @@ def restore_generated(content: bytes, cut: Cut) -> bytes:
 
 
 def _crlf_lines(raw: bytes, start: int, end: int) -> Iterator[bytes]:
-    """raw[start:end] (lines of base64 characters, each line end LF or CRLF, the last without
-    one) with every line end CRLF, in pieces cut after a line end."""
+    """raw[start:end] (the lines of a run, each line end LF or CRLF, the last without one)
+    with every line end CRLF, in pieces cut after a line end."""
     view = memoryview(raw)
     while start < end:
         stop = min(start + CHUNK, end)
@@ -275,3 +349,16 @@ def encoded_body(raw: bytes, pieces: Pieces) -> EncodedBody | None:
     except binascii.Error:
         return None
     return EncodedBody(raw, pieces, size, digest.hexdigest())
+
+
+def text_body(raw: bytes, pieces: Pieces, encoding: str) -> EncodedBody:
+    """A quoted-printable part, or one get_payload(decode=True) returns as it is (any other
+    encoding that `decodes`), with the size and SHA-256 of its decoded content, read in chunks.
+    Both decodings take any text: the chunks are what the email package returns."""
+    body = EncodedBody(raw, pieces, 0, "", encoding)
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in body.chunks():
+        digest.update(chunk)
+        size += len(chunk)
+    return dataclasses.replace(body, size=size, sha256=digest.hexdigest())

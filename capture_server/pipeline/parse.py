@@ -22,14 +22,17 @@ from capture_server.email_policy import POLICY
 from capture_server.forwarding import html_to_text
 from capture_server.pipeline.addresses import plain_mailboxes
 from capture_server.pipeline.bodies import (
+    BASE64,
     CUT_MIN,
     Cut,
     EncodedBody,
     cut_runs,
+    decodes,
     encoded_body,
     placed,
     restore,
     restore_generated,
+    text_body,
 )
 from capture_server.pipeline.message import (
     Action,
@@ -102,20 +105,24 @@ def parse_stage(work: Work) -> Work | Decision:
 
 
 def parse_message(raw: bytes, cut_minimum: int = CUT_MIN) -> ParsedMessage:
-    """parsed_from(parse_bytes(raw)), with big base64 attachments left in raw (bodies.py)."""
+    """parsed_from(parse_bytes(raw)), with big attachments and bodies left in raw (bodies.py)."""
     cut = cut_runs(raw, cut_minimum)
     parsed = _parsed_cut(cut) if cut is not None else None
-    return parsed if parsed is not None else parsed_from(parse_bytes(raw))
+    if parsed is not None:
+        return parsed
+    cut = None  # its skeleton is not held through the whole parse
+    return parsed_from(parse_bytes(raw))
 
 
 def _parsed_cut(cut: Cut) -> ParsedMessage | None:
-    """The parse of the message with its long base64 runs cut out; None when a placeholder
+    """The parse of the message with its long runs of lines cut out; None when a placeholder
     landed where the result would show it (the caller then parses the whole message).
 
-    Placeholders may be in a base64 attachment or a base64 text body (decoded from the
-    received bytes), or in a part parsed_from never reads but as part of an attached
-    message's bytes (forwarded_parts: `restore_generated`), or not at all (an alternative
-    to the text body). `used`: every part whose payload parsed_from reads."""
+    Placeholders may be in an attachment or a text body (decoded from the received bytes:
+    base64, quoted-printable, or 7bit, 8bit and the like as they are), or in a part
+    parsed_from never reads but as part of an attached message's bytes (forwarded_parts:
+    `restore_generated`), or not at all (an alternative to the text body). `used`: every part
+    whose payload parsed_from reads."""
     message = parse_bytes(cut.skeleton)
     try:
         parts = _attachment_parts(message)
@@ -125,13 +132,13 @@ def _parsed_cut(cut: Cut) -> ParsedMessage | None:
     decodable = [
         part
         for part in parts
-        if part.get_content_type() != "message/rfc822" and _transfer_encoding(part) == "base64"
+        if part.get_content_type() != "message/rfc822" and decodes(_transfer_encoding(part))
     ]
     used: list[Message] = list(parts)
     if body is not None:
         used.append(body)
         if (
-            _transfer_encoding(body) == "base64"
+            decodes(_transfer_encoding(body))
             and _standard_text_content(body)
             and all(part is not body for part in decodable)
         ):
@@ -142,6 +149,10 @@ def _parsed_cut(cut: Cut) -> ParsedMessage | None:
     bodies: dict[int, EncodedBody] = {}
     for part in decodable:
         if id(part) not in found:
+            continue
+        encoding = _transfer_encoding(part)
+        if encoding != BASE64:
+            bodies[id(part)] = text_body(cut.raw, found[id(part)], encoding)
             continue
         encoded = encoded_body(cut.raw, found[id(part)])
         if encoded is None:
