@@ -96,11 +96,12 @@ class CaptureService:
                 lookup.message_ids,
                 self.defaults,
                 lookup if message.target.kind is Kind.REPLY else None,
+                message.target.account_version,
             )  # with the account's extractors (cached with its users and rules)
         return run_pipeline(message, snapshot, self.stages, metrics.observe_stage)
 
     async def gather_evidence(
-        self, raw: bytes, envelope: Envelope, account_ids: Iterable[int]
+        self, raw: bytes, envelope: Envelope, targets: Iterable[CaptureTarget]
     ) -> dict[int, AuthEvidence | None]:
         """Sender-authentication evidence per account (None where auth_mode is off).
 
@@ -108,15 +109,22 @@ class CaptureService:
         message whatever the recipients, and not at all when every account is off.
         Raises StoreUnavailable when the accounts' settings cannot be read.
         """
-        wanted = list(dict.fromkeys(account_ids))
-        modes = {
-            account_id: (
-                await asyncio.to_thread(self.store.account_rules, account_id, self.defaults)
-            ).auth_mode
-            for account_id in wanted
-        }
+        versions: dict[int, int | None] = {}
+        for target in targets:
+            versions.setdefault(target.account_id, target.account_version)
+        modes = {}
+        for account_id, version in versions.items():
+            # Cached at the version RCPT read: no thread hop, no statement.
+            rules = None if version is None else self.store.cached_rules(
+                account_id, version, self.defaults
+            )  # fmt: skip
+            if rules is None:
+                rules = await asyncio.to_thread(
+                    self.store.account_rules, account_id, self.defaults, version
+                )
+            modes[account_id] = rules.auth_mode
         if all(mode is AuthMode.OFF for mode in modes.values()):
-            return dict.fromkeys(wanted)
+            return dict.fromkeys(versions)
         evidence = AuthEvidence(await self._verify(raw, envelope), check_structure(raw))
         return {
             account_id: None if mode is AuthMode.OFF else evidence
@@ -127,7 +135,7 @@ class CaptureService:
         self, raw: bytes, envelope: Envelope, target: CaptureTarget
     ) -> AuthEvidence | None:
         """gather_evidence for one target, from synchronous code (the CLI)."""
-        found = asyncio.run(self.gather_evidence(raw, envelope, [target.account_id]))
+        found = asyncio.run(self.gather_evidence(raw, envelope, [target]))
         return found[target.account_id]
 
     async def _verify(self, raw: bytes, envelope: Envelope) -> AuthenticationResults | None:

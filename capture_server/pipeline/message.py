@@ -163,6 +163,9 @@ class CaptureTarget:
     account_id: int
     account_slug: str
     kind: Kind
+    # The account's version when the address resolved (RCPT): the message is judged by the
+    # account as it was then, and the version is not read again per message (store/cache.py).
+    account_version: int | None = field(default=None, compare=False)
 
 
 class AuthMode(StrEnum):

@@ -145,8 +145,7 @@ class CaptureHandler:
     ) -> dict[int, AuthEvidence | None] | None:
         """Evidence per account; None when the accounts' settings could not be read (→ 451)."""
         try:
-            account_ids = [target.account_id for target in targets]
-            return await self.service.gather_evidence(raw, envelope, account_ids)
+            return await self.service.gather_evidence(raw, envelope, targets)
         except Exception as error:
             log.warning("authentication_unavailable", error=type(error).__name__, exc_info=True)
             return None

@@ -350,9 +350,10 @@ class Store:
         key = address.strip().lower()
         cached = self._targets.peek(key)
         if cached is not None:
-            current = self._targets.get(key, self._version_now(cached.account_id))
+            version = self._version_now(cached.account_id)
+            current = self._targets.get(key, version)
             if current is not None:
-                return current
+                return dataclasses.replace(current, account_version=version)
         with self._read() as session:
             # One statement, so its version and its row are of one moment (PostgreSQL too).
             row = session.exec(
@@ -365,18 +366,30 @@ class Store:
                 return None  # not cached: an address may be issued any moment
             kind, account_id, slug, version = row
             assert account_id is not None
-            target = CaptureTarget(account_id, slug, Kind(kind))
+            target = CaptureTarget(account_id, slug, Kind(kind), version or 0)
             self._targets.put(key, version or 0, target)
             return target
 
-    def account_rules(self, account_id: int, defaults: AccountRules) -> AccountRules:
-        """One account's rules alone: read before the pipeline, e.g. to know its auth_mode."""
+    def cached_rules(
+        self, account_id: int, version: int, defaults: AccountRules
+    ) -> AccountRules | None:
+        """The account's rules when the cache holds them at `version`: no I/O (None: read)."""
+        state = self._states.get(account_id, version)
+        return None if state is None else rules_from_json(state.settings_json, defaults)
+
+    def account_rules(
+        self, account_id: int, defaults: AccountRules, version: int | None = None
+    ) -> AccountRules:
+        """One account's rules alone: read before the pipeline, e.g. to know its auth_mode.
+
+        version: the account's version already read (CaptureTarget.account_version)."""
         state = None
         if self._states.peek(account_id) is not None:
-            state = self._states.get(account_id, self._version_now(account_id))
+            current = self._version_now(account_id) if version is None else version
+            state = self._states.get(account_id, current)
         if state is None:
             with self._read() as session:
-                state = self._state(session, account_id)
+                state = self._state(session, account_id, version)
         return rules_from_json(state.settings_json, defaults)
 
     def _version_now(self, account_id: int) -> int:
@@ -390,9 +403,14 @@ class Store:
             raise
         return int(found) if found is not None else 0
 
-    def _state(self, session: Session, account_id: int) -> AccountState:
-        """The account's cached state, read again when its version moved."""
-        version = account_version(session, account_id)  # before the rows: see VersionedCache
+    def _state(self, session: Session, account_id: int, version: int | None = None
+               ) -> AccountState:  # fmt: skip
+        """The account's cached state, read again when its version moved.
+
+        version: the account's version already read (before these rows, as VersionedCache
+        wants), else read now."""
+        if version is None:
+            version = account_version(session, account_id)  # before the rows: VersionedCache
         state = self._states.get(account_id, version)
         if state is not None:
             return state
@@ -454,15 +472,17 @@ class Store:
         message_ids: Iterable[str] = (),
         defaults: AccountRules | None = None,
         lookup: ThreadLookup | None = None,
+        version: int | None = None,
     ) -> AccountSnapshot:
         """Everything the rules need about one account, and the threads these ids belong to.
 
         With a lookup (the reply address), also the threads themselves: owner, contacts,
         companies, deals, recent replies of the sender, and threads matching the subject.
+        version: the account's version read at RCPT (CaptureTarget.account_version).
         """
         # The version is read before the rows (VersionedCache), each thread row stands alone.
         with self._read(per_statement=True) as session:
-            state = self._state(session, account_id)
+            state = self._state(session, account_id, version)
             known_threads = self._threads_of(session, account_id, message_ids)
             rules = rules_from_json(state.settings_json, defaults or AccountRules())
             threads: dict[str, ThreadInfo] = {}

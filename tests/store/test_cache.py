@@ -76,3 +76,43 @@ def test_writes_bump_the_version_and_other_stores_see_them(engine: Engine) -> No
             {"a": account_id},
         )
     assert daemon.resolve_capture_address(bcc["bcc_address"]) is None
+
+
+def test_a_message_reads_the_account_version_once_at_rcpt(engine: Engine) -> None:
+    """RCPT reads the version; the rules (evidence) and the snapshot (pipeline) use it."""
+    from sqlalchemy import event
+
+    daemon, admin = Store(engine), Store(engine)
+    secret = admin.server_secret()
+    bcc = admin.create_account("acme", "Acme", ["acme.test"], "capture.localhost", secret)[
+        "bcc_address"
+    ]
+    admin.add_user("acme", "rita@acme.test")
+    warm = daemon.resolve_capture_address(bcc)
+    assert warm is not None
+    daemon.snapshot(warm.account_id, (), RULES, version=warm.account_version)  # caches filled
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        statements.append(sql)
+
+    event.listen(engine, "before_cursor_execute", seen)  # its autocommit variant too
+    try:
+        target = daemon.resolve_capture_address(bcc)
+        assert target is not None and target.account_version is not None
+        version = target.account_version
+        assert daemon.cached_rules(target.account_id, version, RULES) is not None  # no I/O
+        assert daemon.account_rules(target.account_id, RULES, version) is not None
+        daemon.snapshot(target.account_id, ("<a@b.test>",), RULES, version=version)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    version_reads = [sql for sql in statements if "account_version" in sql]
+    assert len(version_reads) == 1, statements
+
+    # A change after RCPT applies from the next message's RCPT on; this one keeps its view.
+    rules.add_never_log(admin, "acme", "blocked.test")
+    assert not daemon.snapshot(target.account_id, (), RULES, version=version).never_log
+    again = daemon.resolve_capture_address(bcc)
+    assert again is not None and again.account_version != version
+    snapshot = daemon.snapshot(again.account_id, (), RULES, version=again.account_version)
+    assert snapshot.never_log == {"blocked.test"}
