@@ -46,6 +46,10 @@ put() returned, so what that event refers to is what put() left):
   links rather than renames so that a live purge working on the same tombstone only
   finds it gone. get() reads a tombstone while its file is being decided on.
 
+A put() that crashed between writing its temporary file and the rename leaves
+`.<key>.<random>.tmp`; each purge removes those older than a day (a live put() renames its
+file within seconds).
+
 What is not covered: a retention shorter than the time from put() to the commit (seconds;
 `--older-than 0` deletes everything, as asked), and clocks that disagree on a folder shared
 between hosts by more than the retention.
@@ -69,6 +73,7 @@ _KEY = re.compile(r"^[0-9a-f]{64}$")
 _TOMBSTONE = re.compile(r"^\.([0-9a-f]{64})\.[0-9a-f]+\.purging$")
 
 Outcome = Literal["purged", "refreshed", "vanished"]
+TEMPORARY_GRACE_SECONDS = 86400.0  # a put()'s temporary file older than this was abandoned
 # Called between purge steps with the step's name and the key: tests hold a purge there.
 Hook = Callable[[str, str], None]
 
@@ -88,6 +93,7 @@ class PurgeReport:
     refreshed: int = 0  # kept: stored again while the purge ran
     vanished: int = 0  # gone meanwhile (another purge)
     recovered: int = 0  # tombstones of an interrupted purge put back first
+    stale_temporaries: int = 0  # half-written files of a put() that crashed, removed
     interrupted: bool = False  # stopped early (the daemon shutting down)
     seconds: float = 0.0
 
@@ -171,6 +177,7 @@ class RawArchive:
         started = time.monotonic()
         report = PurgeReport(older_than_days=days)
         report.recovered = self.recover()
+        report.stale_temporaries = self.remove_stale_temporaries()
         cutoff = retention_cutoff(days)
         candidates = dict(self.older_than(cutoff))
         report.candidates = len(candidates)
@@ -226,6 +233,20 @@ class RawArchive:
             if found and _put_back(tombstone, self.path(found.group(1))):
                 recovered += 1
         return recovered
+
+    def remove_stale_temporaries(self, grace: float = TEMPORARY_GRACE_SECONDS) -> int:
+        """Remove the temporary files of put()s that crashed before their rename: a live put()
+        renames its file within seconds, so one older than `grace` is nobody's."""
+        if not self.folder.is_dir():
+            return 0
+        removed = 0
+        cutoff = time.time() - grace
+        for temporary in self.folder.glob("??/.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if temporary.stat().st_mtime < cutoff:
+                    temporary.unlink()
+                    removed += 1
+        return removed
 
     def _tombstones(self, key: str) -> Iterable[Path]:
         return self.path(key).parent.glob(f".{key}.*.purging")

@@ -314,3 +314,18 @@ def test_a_failing_purge_is_logged_and_tried_again(
     assert names[0] == "archive_purge_scheduled"
     assert names[1] == "archive_purge_failed" and "database gone" in logs[1]["error"]
     assert "archive_purged" in names and not archived_files(archive.folder)
+
+
+def test_a_crashed_puts_temporary_file_is_removed_after_a_day(tmp_path: Path) -> None:
+    archive = RawArchive(tmp_path / "archive")
+    key = archive.put(message(1))
+    folder = archive.path(key).parent
+    abandoned = folder / f".{'a' * 64}.0badf00d.tmp"  # a put() that died before its rename
+    in_progress = folder / f".{'b' * 64}.0badf00d.tmp"  # a put() writing right now
+    abandoned.write_bytes(b"half a mess")
+    in_progress.write_bytes(b"half a mess")
+    age(abandoned)
+    report = archive.purge(365, nobody)
+    assert report.stale_temporaries == 1
+    assert not abandoned.exists() and in_progress.exists()
+    assert archive.get(key) == message(1)
