@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 from sqlalchemy import Engine
@@ -206,6 +206,16 @@ class RunningDaemon:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The JSON log lines of one event, in order."""
+        found = []
+        for line in self.log().splitlines():
+            if f'"{name}"' in line:
+                event = json.loads(line)
+                if event.get("event") == name:
+                    found.append(event)
+        return found
 
     def stop(self, timeout: float = 20) -> int:
         if self.process.poll() is None:

@@ -163,20 +163,10 @@ def test_stop_interrupts_between_files(archive: RawArchive) -> None:
 # -- the daemon's job -------------------------------------------------------------------
 
 
-def events(daemon: RunningDaemon, name: str) -> list[dict[str, Any]]:
-    found = []
-    for line in daemon.log().splitlines():
-        if f'"{name}"' in line:
-            event = json.loads(line)
-            if event.get("event") == name:
-                found.append(event)
-    return found
-
-
 def wait_for(daemon: RunningDaemon, name: str, count: int = 1, timeout: float = 30) -> list[Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = events(daemon, name)
+        found = daemon.events(name)
         if len(found) >= count:
             return found
         assert daemon.process.poll() is None, daemon.log()
@@ -217,8 +207,8 @@ def test_the_daemon_purges_by_itself_and_stops_on_sigterm(
     assert (run["purged"], run["referenced"], run["candidates"]) == (1, 1, 2)
     assert again["purged"] == 0 and isinstance(run["seconds"], float)
     assert not orphan.exists() and referenced.exists()
-    assert len(events(daemon, "archive_purge_scheduled")) == 1
-    assert not events(daemon, "archive_purge_failed")
+    assert len(daemon.events("archive_purge_scheduled")) == 1
+    assert not daemon.events("archive_purge_failed")
 
 
 def test_only_worker_0_purges(sqlite_cli: Cli, tmp_path: Path) -> None:
@@ -233,7 +223,7 @@ def test_only_worker_0_purges(sqlite_cli: Cli, tmp_path: Path) -> None:
     finally:
         assert daemon.stop(timeout=60) == 0
     assert {run["worker"] for run in runs} == {0}
-    assert [e["worker"] for e in events(daemon, "archive_purge_scheduled")] == [0]
+    assert [e["worker"] for e in daemon.events("archive_purge_scheduled")] == [0]
     assert sum(run["purged"] for run in runs) == 1
     assert not orphan.exists() and referenced.exists()
 
@@ -251,7 +241,7 @@ def test_retention_0_purges_nothing_and_period_0_runs_no_job(
         wait_for(forever, "archive_purge_skipped", 2)
     finally:
         assert forever.stop() == 0
-    assert not events(forever, "archive_purged") and orphan.exists()
+    assert not forever.events("archive_purged") and orphan.exists()
 
     never = start_daemon(
         sqlite_cli.database_url, tmp_path, archive_dir=folder, archive_retention_days="5",
@@ -261,7 +251,7 @@ def test_retention_0_purges_nothing_and_period_0_runs_no_job(
         time.sleep(1.5)  # what would be more than a period of the other daemon
     finally:
         assert never.stop() == 0
-    assert not events(never, "archive_purge_scheduled") and not events(never, "archive_purged")
+    assert not never.events("archive_purge_scheduled") and not never.events("archive_purged")
     assert orphan.exists() and referenced.exists()
     # The CLI purges what the daemon was told to leave to it.
     report = json.loads(sqlite_cli("archive", "purge", "--older-than", "5", "--json",

@@ -16,7 +16,6 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -39,21 +38,11 @@ def _message(tag: str, number: int) -> bytes:
     return raw.replace(b"<proposal-q3-1@mail.acme.test>", f"<{tag}-{number}@acme.test>".encode())
 
 
-def _events(daemon: RunningDaemon, name: str) -> list[dict[str, Any]]:
-    found = []
-    for line in daemon.log().splitlines():
-        if f'"{name}"' in line:
-            event = json.loads(line)
-            if event.get("event") == name:
-                found.append(event)
-    return found
-
-
 def _wait_workers(daemon: RunningDaemon, count: int, timeout: float = 30) -> dict[int, int]:
     """worker number → pid of the newest of each that logged worker_ready, once `count` have."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready = {event["worker"]: event["pid"] for event in _events(daemon, "worker_ready")}
+        ready = {event["worker"]: event["pid"] for event in daemon.events("worker_ready")}
         if len(ready) >= count:
             return ready
         assert daemon.process.poll() is None, daemon.log()
@@ -66,7 +55,7 @@ def _kill_all(daemon: RunningDaemon) -> None:
     if daemon.process.poll() is None:
         daemon.process.kill()
         daemon.process.wait(10)
-    for event in _events(daemon, "worker_started"):
+    for event in daemon.events("worker_started"):
         with contextlib.suppress(OSError):  # gone already (its pid may even be reused)
             cmdline = Path(f"/proc/{event['pid']}/cmdline").read_bytes()
             if b"capture_server.workers" in cmdline:
@@ -116,14 +105,14 @@ def test_two_workers_share_the_mail_and_log_each_message_once(
         assert sorted(_engagement_ids(cli, account.slug)) == sorted(replied)
 
         workers = _wait_workers(daemon, 2)
-        captured = _events(daemon, "message_captured")
+        captured = daemon.events("message_captured")
         assert Counter(e["engagement_id"] for e in captured) == Counter(replied)  # once each
         handled = Counter(e["pid"] for e in captured)
         assert set(handled) == set(workers.values()), handled  # both workers took mail
         assert {e["worker"] for e in captured} == {0, 1}
 
         # The supervisor logged each listener once; /metrics adds up both workers.
-        assert Counter(e["protocol"] for e in _events(daemon, "listening")) == Counter(
+        assert Counter(e["protocol"] for e in daemon.events("listening")) == Counter(
             {"smtp": 1, "lmtp": 1, "metrics": 1}
         )
         url = f"http://127.0.0.1:{daemon.ports['metrics']}"
@@ -142,7 +131,7 @@ def test_two_workers_share_the_mail_and_log_each_message_once(
         _kill_all(daemon)
         raise
     assert daemon.stop(timeout=60) == 0
-    exited = _events(daemon, "worker_exited")
+    exited = daemon.events("worker_exited")
     assert sorted(e["pid"] for e in exited) == sorted(workers.values())
     assert all(e.get("exit_code") == 0 for e in exited), exited
 
@@ -160,8 +149,8 @@ def test_sigterm_to_the_supervisor_finishes_the_delivery_in_flight(
         raise
     assert daemon.process.wait(timeout=60) == 0
     assert len(_engagement_ids(cli, account.slug)) == 1
-    assert len(_events(daemon, "worker_exited")) == 2
-    assert not _events(daemon, "worker_killed")
+    assert len(daemon.events("worker_exited")) == 2
+    assert not daemon.events("worker_killed")
 
 
 def test_a_killed_worker_is_restarted_and_mail_keeps_flowing(
@@ -190,7 +179,7 @@ def test_a_killed_worker_is_restarted_and_mail_keeps_flowing(
                 break
             time.sleep(0.1)
         assert restarted[0] != workers[0] and restarted[1] == workers[1], daemon.log()
-        [exited] = _events(daemon, "worker_exited")
+        [exited] = daemon.events("worker_exited")
         assert (exited["pid"], exited["signal"]) == (workers[0], "SIGKILL")
         assert _deliver(daemon.smtp_port, account.bcc, [_message("later", 0)])[0][0] == 250
     except BaseException:
