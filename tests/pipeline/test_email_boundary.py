@@ -29,7 +29,7 @@ def _expression(separator: str) -> re.Pattern[str]:
     )
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(boundary=_BOUNDARIES, tail=st.lists(_ENDS, max_size=5).map("".join), cut=st.integers(0, 3))
 def test_matches_as_the_regular_expression(boundary: str, tail: str, cut: int) -> None:
     separator = "--" + boundary
