@@ -58,3 +58,12 @@ def zone() -> Iterator[ZoneServer]:
 @pytest.fixture
 def dns_config(zone: ZoneServer) -> DnsConfig:
     return DnsConfig(nameservers=("127.0.0.1",), port=zone.port, timeout=0.5)
+
+
+@pytest.fixture
+def keys(zone: ZoneServer, rsa_key: RsaKey, other_rsa_key: RsaKey) -> ZoneServer:
+    """The zone with the signing keys of the DKIM and ARC streaming tests."""
+    zone.txt("sel._domainkey.example.com", rsa_key.dns_record)
+    zone.txt("sel._domainkey.other.test", other_rsa_key.dns_record)
+    zone.txt("tls._domainkey.example.com", rsa_key.dns_record.replace("k=rsa;", "k=rsa; s=tlsrpt;"))
+    return zone

@@ -341,14 +341,6 @@ def test_what_dkimpy_raises_is_raised(
 # ----------------------------------------------------------------- check_arc, both paths
 
 
-@pytest.fixture
-def keys(zone: ZoneServer, rsa_key: RsaKey, other_rsa_key: RsaKey) -> ZoneServer:
-    zone.txt("sel._domainkey.example.com", rsa_key.dns_record)
-    zone.txt("sel._domainkey.other.test", other_rsa_key.dns_record)
-    zone.txt("tls._domainkey.example.com", rsa_key.dns_record.replace("k=rsa;", "k=rsa; s=tlsrpt;"))
-    return zone
-
-
 def check_arc_both_paths(
     raw: bytes, dns_config: DnsConfig, monkeypatch: pytest.MonkeyPatch, chunk_size: int
 ) -> tuple[Any, Any]:

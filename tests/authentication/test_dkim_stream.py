@@ -122,14 +122,6 @@ def test_header_section_split_matches_dkimpy() -> None:
 # ----------------------------------------------------------------- check_dkim, both paths
 
 
-@pytest.fixture
-def keys(zone: ZoneServer, rsa_key: RsaKey, other_rsa_key: RsaKey) -> ZoneServer:
-    zone.txt("sel._domainkey.example.com", rsa_key.dns_record)
-    zone.txt("sel._domainkey.other.test", other_rsa_key.dns_record)
-    zone.txt("tls._domainkey.example.com", rsa_key.dns_record.replace("k=rsa;", "k=rsa; s=tlsrpt;"))
-    return zone
-
-
 def sign(
     raw: bytes,
     key: RsaKey,
