@@ -76,7 +76,7 @@ class PostgresServer:
 
         name = f"capture_test_{uuid.uuid4().hex[:12]}"
         url = make_url(self.admin_url)
-        with psycopg.connect(_libpq(self.admin_url), autocommit=True) as conn:
+        with psycopg.connect(libpq_url(self.admin_url), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return url.set(drivername="postgresql+psycopg", database=name).render_as_string(
             hide_password=False
@@ -86,11 +86,11 @@ class PostgresServer:
         import psycopg
 
         name = make_url(url).database
-        with psycopg.connect(_libpq(self.admin_url), autocommit=True) as conn:
+        with psycopg.connect(libpq_url(self.admin_url), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _libpq(url: str) -> str:
+def libpq_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 

@@ -4,10 +4,11 @@ visible: on (sync_seq, created_at, id) (events: received_at for created_at).
 created_at is the application's clock, read before the commit: on PostgreSQL a row with an
 earlier created_at can commit after a client paged past it, so paging on it lost rows.
 sync_seq (migration 0012) is the writing transaction's id on PostgreSQL, and only rows older
-than every transaction still in progress are listed; on SQLite, where writers take turns, it
-is a counter the database numbers rows with. Either way a row that commits later comes after
-every position a cursor can name, so a client that keeps following next_cursor sees every
-row exactly once. next_cursor is always given: at the end it names where to poll again.
+than every transaction still in progress in the database are listed; on SQLite, where
+writers take turns, it is a counter the database numbers rows with. Either way a row that
+commits later comes after every position a cursor can name, so a client that keeps following
+next_cursor sees every row exactly once. next_cursor is always given: at the end it names
+where to poll again.
 """
 
 from __future__ import annotations
@@ -37,9 +38,23 @@ from capture_server.store.repositories import Store, contact_json
 
 MAX_LIMIT = 500
 CURSOR_VERSION = 2
-# Transactions older than every one still in progress: none of them can commit a row later.
+# Rows of transactions below this can no longer commit: the oldest transaction still in
+# progress in *this* database, else the snapshot's xmax. Transaction ids are the whole
+# server's, so pg_snapshot_xmin alone let a write transaction left open in any other database
+# of a shared server hold every listing back. A transaction counts as another database's only
+# while its id's lock is seen held by a backend of that database; one that ended meanwhile,
+# or a prepared one, still holds the listing back (the safe side) until the next request.
 _PG_SETTLED: ColumnClause[int] = literal_column(
-    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger()
+    """COALESCE(
+    (SELECT min(running) FROM pg_snapshot_xip(pg_current_snapshot()) AS running
+     WHERE NOT EXISTS (
+         SELECT 1 FROM pg_locks AS held JOIN pg_stat_activity AS backend ON backend.pid = held.pid
+         WHERE held.locktype = 'transactionid' AND held.granted AND held.mode = 'ExclusiveLock'
+           AND held.transactionid::text::bigint = running::text::bigint % 4294967296
+           AND backend.datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+     )),
+    pg_snapshot_xmax(pg_current_snapshot()))::text::bigint""",
+    BigInteger(),
 )
 
 

@@ -32,8 +32,8 @@ from tests.conftest import (
     Cli,
     PostgresServer,
     RunningDaemon,
-    _libpq,
     free_port,
+    libpq_url,
     make_account,
     read_data,
 )
@@ -440,7 +440,7 @@ def test_postfix_retries_after_451_from_the_daemon_postgres(
         daemons.append(daemon)
         mta = postfix(daemon.lmtp_port)
 
-        with psycopg.connect(_libpq(postgres.admin_url), autocommit=True) as admin:
+        with psycopg.connect(libpq_url(postgres.admin_url), autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",

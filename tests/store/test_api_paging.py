@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from alembic import command
 from sqlalchemy import Engine, insert, inspect, text
@@ -26,7 +27,7 @@ from capture_server.store.api_queries import (
 from capture_server.store.db import alembic_config, make_engine, migrate
 from capture_server.store.models import Engagement
 from capture_server.store.repositories import Store
-from tests.conftest import read_data
+from tests.conftest import PostgresServer, libpq_url, read_data
 from tests.store.test_store import capture, setup_account
 
 Lister = Callable[[str | None, int], Page]
@@ -211,6 +212,38 @@ def test_a_row_committed_late_is_not_missed(engine: Engine, store: Store) -> Non
     assert _follow(lister, cursor)[0] == []
     assert sorted(seen) == sorted(row["id"] for row in store.engagements("acme"))
     assert len(seen) == len(set(seen)) == 4
+
+
+def test_a_transaction_open_in_another_database_holds_nothing_back(
+    engine: Engine, store: Store, request: pytest.FixtureRequest
+) -> None:
+    """Transaction ids are the whole server's: a write transaction left open in another
+    database of a shared server (or in a test running beside this one) must not hide this
+    database's rows. One open in this database still does, even if it wrote nothing yet."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite numbers rows itself")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    other_url = server.create()
+    bcc = setup_account(store)
+    lister = _listers(store, _account_id(store))["engagements"]
+    try:
+        with (
+            psycopg.connect(libpq_url(other_url)) as elsewhere,
+            psycopg.connect(libpq_url(engine.url.render_as_string(hide_password=False))) as here,
+        ):
+            elsewhere.execute("SELECT pg_current_xact_id()")  # holds a transaction id, open
+            capture(store, _message(1), bcc)
+            seen, cursor = _follow(lister, None)
+            assert len(seen) == 1, "a transaction of another database held the listing back"
+            here.execute("SELECT pg_current_xact_id()")
+            capture(store, _message(2), bcc)
+            assert _follow(lister, cursor)[0] == []
+            here.commit()
+            got, cursor = _follow(lister, cursor)
+            assert len(got) == 1 and got[0] not in seen
+            elsewhere.commit()
+    finally:
+        server.drop(other_url)
 
 
 def test_rows_before_the_migration_keep_their_order_and_new_ones_follow(
