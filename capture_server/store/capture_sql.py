@@ -2,8 +2,9 @@
 
 Issue 10: a message cost ~30 statements, and building each as an ORM `select(...)` or
 `session.add(...)` took ~150 µs of Python, against ~30 µs to execute it. Built once with bind
-parameters (IN lists expand), SQLAlchemy compiles each a single time and reuses it; rows that
-go together (participants, links) are one executemany. The SQL is what the ORM emitted.
+parameters (IN lists expand), each is compiled a single time and run on the driver's cursor
+(store/cursor_sql.py); rows that go together (participants, links) are one executemany. The
+SQL is what the ORM emitted.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from capture_server.store import cursor_sql
 from capture_server.store.integration_models import EngagementValue, Webhook
 from capture_server.store.models import (
     CaptureEvent,
@@ -165,20 +167,19 @@ def dialect_of(connection: Connection) -> CaptureStatements:
 def insert_rows(connection: Connection, statement: Insert, rows: Sequence[Mapping[str, Any]]
                 ) -> None:  # fmt: skip
     """One executemany for rows of one kind (none: no round trip)."""
-    if rows:
-        connection.execute(statement, rows)
+    cursor_sql.insert_many(connection, statement, rows)
 
 
 def existing_deals(connection: Connection, account_id: int, deal_ids: Sequence[int]) -> list[int]:
     """Those of deal_ids that exist in the account, in their order."""
     if not deal_ids:
         return []
-    found = set(
-        connection.execute(
-            dialect_of(connection).existing_deals,
-            {"account_id": account_id, "deal_ids": list(deal_ids)},
-        ).scalars()
+    rows = cursor_sql.fetch(
+        connection,
+        dialect_of(connection).existing_deals,
+        {"account_id": account_id, "deal_ids": list(deal_ids)},
     )
+    found = {deal_id for (deal_id,) in rows}
     return [deal_id for deal_id in deal_ids if deal_id in found]
 
 
@@ -191,15 +192,17 @@ def contact_ids(
     sql = dialect_of(connection)
     found: dict[str, int] = dict(
         (address, contact_id)
-        for contact_id, address in connection.execute(
-            sql.contacts_by_primary, {"account_id": account_id, "addresses": list(addresses)}
+        for contact_id, address in cursor_sql.fetch(
+            connection,
+            sql.contacts_by_primary,
+            {"account_id": account_id, "addresses": list(addresses)},
         )
     )
     missing = [address for address in addresses if address not in found]
     if missing:
         # Ordered newest first, so the oldest contact is written last and wins.
-        for address, contact_id in connection.execute(
-            sql.contacts_by_address, {"account_id": account_id, "addresses": missing}
+        for address, contact_id in cursor_sql.fetch(
+            connection, sql.contacts_by_address, {"account_id": account_id, "addresses": missing}
         ):
             found[address] = contact_id
     return found

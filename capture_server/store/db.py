@@ -96,11 +96,19 @@ def writer_turn(engine: Engine) -> WriterTurn:
     return WriterTurn(database)
 
 
+# An execution option of engine variants that only read, one statement at a time.
+PER_STATEMENT = "capture_per_statement"
+
+
 def _sqlite_begin(connection: Any) -> None:
     # A deferred SQLite transaction that reads, then writes, fails at once with "database is
     # locked" when another writer committed in between; IMMEDIATE waits its turn instead.
-    write = connection.get_execution_options().get("capture_write", False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    options = connection.get_execution_options()
+    if options.get(PER_STATEMENT, False):
+        return  # reads that need no common snapshot: each statement is its own (no BEGIN/COMMIT)
+    connection.exec_driver_sql(
+        "BEGIN IMMEDIATE" if options.get("capture_write", False) else "BEGIN"
+    )
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

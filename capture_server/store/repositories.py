@@ -42,7 +42,7 @@ from capture_server.pipeline.message import (
 )
 from capture_server.pipeline.thread import ThreadLookup
 from capture_server.received import received_keys
-from capture_server.store import enrichment, profiles
+from capture_server.store import cursor_sql, enrichment, profiles
 from capture_server.store.blobs import write_streamed
 from capture_server.store.cache import VERSION_QUERY, VERSIONS, VersionedCache, account_version
 from capture_server.store.capture_sql import (
@@ -51,7 +51,7 @@ from capture_server.store.capture_sql import (
     existing_deals,
     insert_rows,
 )
-from capture_server.store.db import writer_turn, writing
+from capture_server.store.db import PER_STATEMENT, writer_turn, writing
 from capture_server.store.integration_models import ExtractorRow
 from capture_server.store.models import (
     Account,
@@ -143,10 +143,11 @@ class Store:
         self._states: VersionedCache[AccountState] = VersionedCache()
         self._targets: VersionedCache[CaptureTarget] = VersionedCache()
         self._group = threading.local()  # set by store/writer.py in its thread only
-        # One round trip for a version check on PostgreSQL (no BEGIN/ROLLBACK around it);
-        # SQLite stays as db.py set it up (AUTOCOMMIT would undo its isolation_level=None).
+        # Reads of one statement each without BEGIN/ROLLBACK around them (a version check, the
+        # snapshot's thread ids). SQLite: its begin hook skips BEGIN (AUTOCOMMIT would undo
+        # the isolation_level=None db.py sets, for later users of the pooled connection).
         self._autocommit = (
-            engine
+            engine.execution_options(**{PER_STATEMENT: True})
             if engine.dialect.name == "sqlite"
             else engine.execution_options(isolation_level="AUTOCOMMIT")
         )
@@ -154,9 +155,8 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[Session]:
         group: Session | None = getattr(self._group, "session", None)
-        if group is not None:  # the group-commit writer's thread: a savepoint in its batch
-            with group.begin_nested():
-                yield group
+        if group is not None:  # the group-commit writer's thread: its batch's transaction
+            yield group
             return
         try:
             with (
@@ -521,7 +521,8 @@ class Store:
         found: dict[str, str] = {}
         # Engagements' own ids first, then ids a logged email referred to or a logged forward
         # carried (see ThreadMessage): one statement.
-        for _, message_id, thread in connection.execute(dialect_of(connection).threads, params):
+        for _, message_id, thread in cursor_sql.fetch(connection, dialect_of(connection).threads,
+                                                      params):  # fmt: skip
             if message_id:
                 found.setdefault(message_id.lower(), thread)
         return found
@@ -658,7 +659,8 @@ class Store:
             email = decision.draft.email if decision.draft else None
             smtp_reply = reply_for(decision, engagement_id, event_id)
             connection = session.connection()
-            connection.execute(
+            cursor_sql.fetch(
+                connection,
                 dialect_of(connection).insert_event,
                 {
                     "id": event_id,
@@ -701,19 +703,18 @@ class Store:
         for key in keys:
             candidate = new_id("eng")
             values = _engagement_values(candidate, account_id, key, draft)
-            if connection.execute(sql.insert_engagement, values).first() is not None:
+            if cursor_sql.fetch(connection, sql.insert_engagement, values):
                 deals = self._link(session, account_id, candidate, draft, known)
                 self._note_thread_ids(connection, account_id, candidate, draft.thread_id, draft)
                 return candidate, deals
-            existing = connection.execute(
-                sql.engagement_by_key, {"account_id": account_id, "key": key}
-            ).one()
-            if existing.content_hash == draft.content_hash:
+            [(existing_id, content_hash, thread_id)] = cursor_sql.fetch(
+                connection, sql.engagement_by_key, {"account_id": account_id, "key": key}
+            )
+            if content_hash == draft.content_hash:
                 # Another route to the same email may carry ids the first did not (a forward).
-                self._note_thread_ids(connection, account_id, existing.id, existing.thread_id,
-                                      draft)  # fmt: skip
-                return str(existing.id), None
-        return str(existing.id), None
+                self._note_thread_ids(connection, account_id, existing_id, thread_id, draft)
+                return str(existing_id), None
+        return str(existing_id), None
 
     def _note_thread_ids(self, connection: Connection, account_id: int, engagement_id: str,
                          thread_id: str, draft: EngagementDraft) -> None:  # fmt: skip
@@ -813,7 +814,7 @@ class Store:
         sql = dialect_of(connection)
         wanted = list(dict.fromkeys(domains))
         params = {"account_id": account_id, "domains": wanted}
-        rows = connection.execute(sql.companies_by_domain, params)
+        rows = cursor_sql.fetch(connection, sql.companies_by_domain, params)
         found: dict[str, int] = {domain: company_id for domain, company_id in rows}
         missing = [domain for domain in wanted if domain not in found]
         if missing:
@@ -824,17 +825,18 @@ class Store:
                 [{"account_id": account_id, "domain": d, "created_at": now} for d in missing],
             )
             params["domains"] = missing
-            found.update(tuple(row) for row in connection.execute(sql.companies_by_domain, params))
+            found.update(cursor_sql.fetch(connection, sql.companies_by_domain, params))
         return {domain: found[domain] for domain in wanted}
 
     @staticmethod
     def _open_deals(connection: Connection, contact_ids: list[int], limit: int) -> list[int]:
         if not contact_ids:
             return []
-        rows = connection.execute(
-            dialect_of(connection).open_deals, {"contact_ids": contact_ids}
-        ).scalars()
-        return [deal_id for deal_id in dict.fromkeys(rows) if deal_id is not None][:limit]
+        rows = cursor_sql.fetch(
+            connection, dialect_of(connection).open_deals, {"contact_ids": contact_ids}
+        )
+        found = dict.fromkeys(deal_id for (deal_id,) in rows)
+        return [deal_id for deal_id in found if deal_id is not None][:limit]
 
     # -- listings ---------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 
 from capture_server.logging import get_logger
 from capture_server.pipeline.message import CaptureTarget
+from capture_server.store import cursor_sql
 from capture_server.store.capture_sql import dialect_of
 from capture_server.store.integration_models import Webhook, WebhookDelivery
 from capture_server.store.models import utcnow
@@ -208,8 +209,8 @@ Hook = tuple[int, frozenset[str]]  # a webhook's id and the events it subscribed
 def hooks_of(session: Session, account_id: int) -> list[Hook]:
     """The account's webhooks: read once per message (most accounts have none)."""
     connection = session.connection()
-    rows = connection.execute(dialect_of(connection).webhooks_of_account,
-                              {"account_id": account_id})  # fmt: skip
+    rows = cursor_sql.fetch(connection, dialect_of(connection).webhooks_of_account,
+                            {"account_id": account_id})  # fmt: skip
     return [(hook_id, frozenset(events.split())) for hook_id, events in rows]
 
 

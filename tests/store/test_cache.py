@@ -109,6 +109,15 @@ def test_a_message_reads_the_account_version_once_at_rcpt(engine: Engine) -> Non
     version_reads = [sql for sql in statements if "account_version" in sql]
     assert len(version_reads) == 1, statements
 
+    # The snapshot's reads stand alone: no BEGIN and COMMIT around them on SQLite either.
+    statements.clear()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        daemon.snapshot(target.account_id, ("<a@b.test>",), RULES, version=version)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert not [sql for sql in statements if sql.upper().startswith("BEGIN")], statements
+
     # A change after RCPT applies from the next message's RCPT on; this one keeps its view.
     rules.add_never_log(admin, "acme", "blocked.test")
     assert not daemon.snapshot(target.account_id, (), RULES, version=version).never_log
