@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from email import policy
+from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
 
@@ -11,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capture_server.email_policy import POLICY, parsed_header_section
-from capture_server.pipeline.parse import _date_value
+from capture_server.pipeline.parse import _MULTIPART, _date_value
+from capture_server.pipeline.thread import thread_lookup
+from capture_server.received import received_keys
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 FIXTURES = sorted(DATA.glob("*.eml"))
@@ -109,3 +113,65 @@ def test_header_section_is_parsed_once_and_shared() -> None:
     first = parsed_header_section(section)
     assert parsed_header_section(bytes(section)) is first
     assert str(first["message-id"]) == "<1@b.test>"
+
+
+def test_thread_lookup_and_received_keys_parse_the_header_section_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both read the same section before and after the pipeline: one parse serves both."""
+    calls: list[bytes] = []
+    parse = BytesParser.parsebytes
+
+    def counted(self: BytesParser, text: bytes, headersonly: bool = False) -> Message:
+        calls.append(text)
+        return parse(self, text, headersonly)
+
+    monkeypatch.setattr(BytesParser, "parsebytes", counted)
+    raw = b"From: A <a@b.test>\r\nSubject: Re: once\r\nMessage-ID: <once.7@b.test>\r\n\r\nbody\r\n"
+    lookup = thread_lookup(raw)
+    keys = received_keys(raw)
+    assert len(calls) == 1
+    assert lookup.message_ids == ("<once.7@b.test>",) == (keys.message_id,)
+    assert lookup.sender == keys.from_address == "a@b.test"
+
+
+def test_each_header_class_is_built_once() -> None:
+    """The standard registry makes a new class per header read (type(): CPU and GC work)."""
+    first = POLICY.header_factory("Subject", "one")
+    second = POLICY.header_factory("subject", "two " * 400)  # too long for the value cache
+    assert type(first) is type(second)
+    assert str(second) == str(policy.default.header_factory("subject", "two " * 400))
+    assert type(POLICY.header_factory("To", "a@b.test")) is not type(first)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"content-type:",
+                b"Content-Type:",
+                b"CONTENT-TYPE:",
+                b"multipart/",
+                b"MultiPart/",
+                b" ",
+                b"\t",
+                b"\r\n",
+                b"\n",
+                b"x",
+                b"-",
+                b"content-",
+                b"type:",
+                b"multi",
+                b"part/",
+                "\u017f".encode(),
+                "\u212a".encode(),
+                b"\xff",
+            ]
+        ),
+        max_size=30,
+    ).map(b"".join)
+)
+def test_multipart_count_matches_ascii_ignorecase(raw: bytes) -> None:
+    standard = re.compile(rb"content-type:[ \t\r\n]{0,20}multipart/", re.IGNORECASE)
+    assert len(_MULTIPART.findall(raw)) == len(standard.findall(raw))
