@@ -396,7 +396,8 @@ class Store:
         """The account's version alone: one statement, no transaction (a cache hit's cost)."""
         try:
             with self._autocommit.connect() as connection:
-                found = connection.execute(VERSION_QUERY, {"account_id": account_id}).scalar()
+                rows = cursor_sql.fetch(connection, VERSION_QUERY, {"account_id": account_id})
+                found = rows[0][0] if rows else None
         except DBAPIError as error:
             if _transient(error):
                 raise StoreUnavailable(str(error.orig or error)) from error

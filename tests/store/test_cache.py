@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, text
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, text
 from sqlmodel import Session
 
 from capture_server.pipeline.message import AccountRules
-from capture_server.store import rules
+from capture_server.store import cursor_sql, rules
 from capture_server.store.cache import WATCHED, account_version, install_triggers, trigger_name
 from capture_server.store.db import migrate
 from capture_server.store.repositories import Store
@@ -78,7 +81,9 @@ def test_writes_bump_the_version_and_other_stores_see_them(engine: Engine) -> No
     assert daemon.resolve_capture_address(bcc["bcc_address"]) is None
 
 
-def test_a_message_reads_the_account_version_once_at_rcpt(engine: Engine) -> None:
+def test_a_message_reads_the_account_version_once_at_rcpt(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """RCPT reads the version; the rules (evidence) and the snapshot (pipeline) use it."""
     from sqlalchemy import event
 
@@ -95,6 +100,16 @@ def test_a_message_reads_the_account_version_once_at_rcpt(engine: Engine) -> Non
 
     def seen(_conn: object, _cursor: object, sql: str, *_: object) -> None:
         statements.append(sql)
+
+    # The capture path's statements bypass SQLAlchemy's execute (store/cursor_sql.py): seen
+    # here, on their way to the real one.
+    fetch = cursor_sql.fetch
+
+    def fetch_seen(connection: Connection, statement: Any, params: Any) -> Any:
+        statements.append(str(statement.compile(dialect=connection.dialect)))
+        return fetch(connection, statement, params)
+
+    monkeypatch.setattr(cursor_sql, "fetch", fetch_seen)
 
     event.listen(engine, "before_cursor_execute", seen)  # its autocommit variant too
     try:
