@@ -101,7 +101,8 @@ _prepared_lock = threading.Lock()
 
 def _prepare(connection: Connection, statement: ClauseElement, keys: tuple[str, ...]
              ) -> _Prepared:  # fmt: skip
-    cache_key = (statement, connection.dialect.name, keys)
+    dialect = connection.dialect
+    cache_key = (statement, f"{dialect.name}+{dialect.driver}", keys)
     prepared = _prepared.get(cache_key)
     if prepared is None:
         prepared = _compile(connection, statement, keys)
