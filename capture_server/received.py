@@ -10,10 +10,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 from capture_server.email_policy import parsed_header_section
-from capture_server.pipeline.parse import header_section_size, mailboxes_of, message_ids
-
-# A header section larger than this is cut: the two headers are near the top in real mail.
-MAX_HEADER_SCAN = 1024 * 1024
+from capture_server.pipeline.parse import leading_header_section, mailboxes_of, message_ids
 
 
 @dataclass(frozen=True)
@@ -23,8 +20,7 @@ class ReceivedKeys:
 
 
 def received_keys(raw: bytes) -> ReceivedKeys:
-    section = raw[: min(header_section_size(raw), MAX_HEADER_SCAN)] + b"\r\n\r\n"
-    message = parsed_header_section(section)
+    message = parsed_header_section(leading_header_section(raw))
     return ReceivedKeys(_message_id(message), _from(message))
 
 

@@ -285,6 +285,17 @@ def header_section_size(raw: bytes) -> int:
     return lf if lf >= 0 else crlf if crlf >= 0 else len(raw)
 
 
+# The thread look-up (before the pipeline) and the received keys read at most this much of the
+# header section: what they want is near the top, and a header section of many megabytes must
+# not be parsed before the parse stage refuses it (max_header_bytes, 552).
+MAX_HEADER_SCAN = 1024 * 1024
+
+
+def leading_header_section(raw: bytes) -> bytes:
+    """The header section cut at MAX_HEADER_SCAN, ended so that it parses on its own."""
+    return raw[: min(header_section_size(raw), MAX_HEADER_SCAN)] + b"\r\n\r\n"
+
+
 def clean_text(value: str) -> str:
     """Text any database stores: raw 8-bit header bytes read as UTF-8 where they are, and no NUL
     (PostgreSQL refuses it; a message must never fail to store over one byte)."""

@@ -24,7 +24,7 @@ from capture_server.pipeline.message import (
     ThreadInfo,
     Work,
 )
-from capture_server.pipeline.parse import header_section_size, message_ids
+from capture_server.pipeline.parse import leading_header_section, message_ids
 
 STAGE = "thread"
 MAX_LOOKUP_IDS = 200
@@ -78,9 +78,9 @@ def subject_hash(subject: str) -> str | None:
 
 def thread_lookup(raw: bytes) -> ThreadLookup:
     """Read the header section alone (the body may be large); never fails on bad headers."""
-    # The header section alone: parsebytes would copy the whole message twice first.
-    section = raw[: header_section_size(raw)] + b"\r\n\r\n"
-    headers = parsed_header_section(section)
+    # The header section alone (parsebytes would copy the whole message twice first), and
+    # the same cut as received_keys: one parse serves both.
+    headers = parsed_header_section(leading_header_section(raw))
     found: list[str] = []
     subject = ""
     sender: str | None = None

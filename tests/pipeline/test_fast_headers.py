@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capture_server.email_policy import POLICY, parsed_header_section
-from capture_server.pipeline.parse import _MULTIPART, _date_value
+from capture_server.pipeline.parse import _MULTIPART, MAX_HEADER_SCAN, _date_value
 from capture_server.pipeline.thread import thread_lookup
 from capture_server.received import received_keys
 
@@ -132,6 +132,28 @@ def test_thread_lookup_and_received_keys_parse_the_header_section_once(
     keys = received_keys(raw)
     assert len(calls) == 1
     assert lookup.message_ids == ("<once.7@b.test>",) == (keys.message_id,)
+    assert lookup.sender == keys.from_address == "a@b.test"
+
+
+def test_a_huge_header_section_is_cut_before_it_is_parsed(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:  # fmt: skip
+    """The thread look-up runs before the parse stage refuses a header section over
+    max_header_bytes: it (and the received keys) parse the first MiB of it at most, once."""
+    calls: list[bytes] = []
+    parse = BytesParser.parsebytes
+
+    def counted(self: BytesParser, text: bytes, headersonly: bool = False) -> Message:
+        calls.append(text)
+        return parse(self, text, headersonly)
+
+    monkeypatch.setattr(BytesParser, "parsebytes", counted)
+    junk = b"".join(b"X-Junk-%d: %s\r\n" % (n, b"j" * 60) for n in range(50_000))  # ~3.7 MB
+    raw = b"From: A <a@b.test>\r\nMessage-ID: <top.1@b.test>\r\n" + junk + b"\r\nbody\r\n"
+    assert len(raw) > 3 * MAX_HEADER_SCAN
+    lookup = thread_lookup(raw)
+    keys = received_keys(raw)
+    assert len(calls) == 1 and len(calls[0]) <= MAX_HEADER_SCAN + 4
+    assert lookup.message_ids == ("<top.1@b.test>",) == (keys.message_id,)
     assert lookup.sender == keys.from_address == "a@b.test"
 
 
