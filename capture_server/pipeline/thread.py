@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from capture_server.email_policy import parsed_header_section
+from capture_server.forwarding.tables import LANGUAGES
 from capture_server.pipeline.attribute import resolve_user
 from capture_server.pipeline.filter import automated_reason
 from capture_server.pipeline.message import (
@@ -29,15 +30,19 @@ from capture_server.pipeline.parse import leading_header_section, message_ids
 STAGE = "thread"
 MAX_LOOKUP_IDS = 200
 
-# Subject prefixes clients put before a reply or a forward, case-folded ("Re[2]:" counts too).
+# Subject prefixes clients put before a reply or a forward, case-folded ("Re[2]:" counts too):
+# these, and those the forwarding tables know per language (one list to extend). "VS" is a
+# reply in Finnish and a forward in Danish and Norwegian: a reply here (both are cut anyway).
 REPLY_PREFIXES = frozenset(
     {"re", "aw", "antw", "antwort", "sv", "vs", "r", "rif", "res", "ref", "réf", "odp",
      "ynt", "atb", "vá", "απ", "ha", "отв", "回复", "回覆", "答复", "返信"}
+    | {prefix.casefold() for language in LANGUAGES for prefix in language.reply_prefixes}
 )  # fmt: skip
 FORWARD_PREFIXES = frozenset(
     {"fw", "fwd", "wg", "tr", "rv", "i", "enc", "doorst", "vl", "fs", "vb", "pd", "πρθ",
      "továbbítás", "转发", "轉寄", "転送"}
-)  # fmt: skip
+    | {prefix.casefold() for language in LANGUAGES for prefix in language.forward_prefixes}
+) - REPLY_PREFIXES  # fmt: skip
 _MAX_PREFIX = 16
 
 

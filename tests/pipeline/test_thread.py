@@ -64,6 +64,13 @@ def reply(name: str, snap: AccountSnapshot, mail_from: str = "carl@globex.test")
         ("SV: Tilbud", "tilbud", True),
         ("回复：报价", "报价", True),
         ("Fwd: Proposal", "proposal", False),
+        # Prefixes the forwarding tables know (forwarding/tables.py), one list for both.
+        ("Svar: Tilbud", "tilbud", True),
+        ("Odg: Ponuda", "ponuda", True),
+        ("Risp: Offerta", "offerta", True),
+        ("Weiterleitung: Angebot", "angebot", False),
+        ("Videresend: SV: Tilbud", "tilbud", True),
+        ("VS: Tarjous", "tarjous", True),  # Finnish reply (a Danish forward: cut either way)
         ("Proposal: pricing", "proposal: pricing", False),  # a colon, but no prefix
         ("Meeting notes for the very long quarterly review: Re: x", None, False),
         ("", "", False),
