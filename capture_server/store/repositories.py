@@ -50,6 +50,7 @@ from capture_server.store.capture_sql import (
     dialect_of,
     existing_deals,
     insert_rows,
+    statements,
 )
 from capture_server.store.db import PER_STATEMENT, writer_turn, writing
 from capture_server.store.integration_models import ExtractorRow
@@ -134,6 +135,22 @@ def _transient(error: DBAPIError) -> bool:
     return bool(error.connection_invalidated)
 
 
+def _thread_params(account_id: int, message_ids: Iterable[str]) -> dict[str, Any] | None:
+    """The thread look-up's parameters (None: no ids, nothing to look up)."""
+    wanted = sorted({m.strip().lower() for m in message_ids if m})[:200]
+    return {"account_id": account_id, "message_ids": wanted} if wanted else None
+
+
+def _threads_from(rows: Iterable[tuple[Any, ...]]) -> dict[str, str]:
+    """message id → thread: engagements' own ids first, then ids a logged email referred to or
+    a logged forward carried (see ThreadMessage); the statement orders them so."""
+    found: dict[str, str] = {}
+    for _, message_id, thread in rows:
+        if message_id:
+            found.setdefault(message_id.lower(), thread)
+    return found
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -143,6 +160,7 @@ class Store:
         self._states: VersionedCache[AccountState] = VersionedCache()
         self._targets: VersionedCache[CaptureTarget] = VersionedCache()
         self._group = threading.local()  # set by store/writer.py in its thread only
+        self._sql = statements(engine.dialect.name)
         # Reads of one statement each without BEGIN/ROLLBACK around them (a version check, the
         # snapshot's thread ids). SQLite: its begin hook skips BEGIN (AUTOCOMMIT would undo
         # the isolation_level=None db.py sets, for later users of the pooled connection).
@@ -394,15 +412,18 @@ class Store:
 
     def _version_now(self, account_id: int) -> int:
         """The account's version alone: one statement, no transaction (a cache hit's cost)."""
+        rows = self._fetch_alone(VERSION_QUERY, {"account_id": account_id})
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+    def _fetch_alone(self, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """One read statement on the cursor, outside any transaction and session."""
         try:
             with self._autocommit.connect() as connection:
-                rows = cursor_sql.fetch(connection, VERSION_QUERY, {"account_id": account_id})
-                found = rows[0][0] if rows else None
+                return cursor_sql.fetch(connection, statement, params)
         except DBAPIError as error:
             if _transient(error):
                 raise StoreUnavailable(str(error.orig or error)) from error
             raise
-        return int(found) if found is not None else 0
 
     def _state(self, session: Session, account_id: int, version: int | None = None
                ) -> AccountState:  # fmt: skip
@@ -481,6 +502,13 @@ class Store:
         companies, deals, recent replies of the sender, and threads matching the subject.
         version: the account's version read at RCPT (CaptureTarget.account_version).
         """
+        cached = None if version is None else self._states.get(account_id, version)
+        if cached is not None and lookup is None:
+            # The usual case (BCC, forward): one statement, without a session around it.
+            params = _thread_params(account_id, message_ids)
+            rows = self._fetch_alone(self._sql.threads, params) if params else []
+            rules = rules_from_json(cached.settings_json, defaults or AccountRules())
+            return self._snapshot_of(account_id, cached, rules, _threads_from(rows))
         # The version is read before the rows (VersionedCache), each thread row stands alone.
         with self._read(per_statement=True) as session:
             state = self._state(session, account_id, version)
@@ -495,6 +523,12 @@ class Store:
                     )
                 wanted = [*dict.fromkeys(known_threads.values()), *subject_threads]
                 threads = self._thread_infos(session, account_id, wanted, lookup.sender)
+        return self._snapshot_of(account_id, state, rules, known_threads, threads, subject_threads)
+
+    @staticmethod
+    def _snapshot_of(account_id: int, state: AccountState, rules: AccountRules,
+                     known_threads: dict[str, str], threads: dict[str, ThreadInfo] | None = None,
+                     subject_threads: tuple[str, ...] = ()) -> AccountSnapshot:  # fmt: skip
         return AccountSnapshot(
             account_id=account_id,
             slug=state.slug,
@@ -506,7 +540,7 @@ class Store:
             tombstones=state.tombstones,
             rules=rules,
             known_threads=known_threads,
-            threads=threads,
+            threads=threads or {},
             subject_threads=subject_threads,
             extractors=state.extractors,
         )
@@ -514,19 +548,11 @@ class Store:
     def _threads_of(
         self, session: Session, account_id: int, message_ids: Iterable[str]
     ) -> dict[str, str]:
-        wanted = sorted({m.strip().lower() for m in message_ids if m})[:200]
-        if not wanted:
+        params = _thread_params(account_id, message_ids)
+        if not params:
             return {}
         connection = session.connection()
-        params = {"account_id": account_id, "message_ids": wanted}
-        found: dict[str, str] = {}
-        # Engagements' own ids first, then ids a logged email referred to or a logged forward
-        # carried (see ThreadMessage): one statement.
-        for _, message_id, thread in cursor_sql.fetch(connection, dialect_of(connection).threads,
-                                                      params):  # fmt: skip
-            if message_id:
-                found.setdefault(message_id.lower(), thread)
-        return found
+        return _threads_from(cursor_sql.fetch(connection, dialect_of(connection).threads, params))
 
     def _threads_by_subject(
         self, session: Session, account_id: int, digest: str

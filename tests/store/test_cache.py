@@ -13,6 +13,7 @@ from capture_server.store import cursor_sql, rules
 from capture_server.store.cache import WATCHED, account_version, install_triggers, trigger_name
 from capture_server.store.db import migrate
 from capture_server.store.repositories import Store
+from tests.conftest import read_data
 
 RULES = AccountRules()
 
@@ -140,3 +141,22 @@ def test_a_message_reads_the_account_version_once_at_rcpt(
     assert again is not None and again.account_version != version
     snapshot = daemon.snapshot(again.account_id, (), RULES, version=again.account_version)
     assert snapshot.never_log == {"blocked.test"}
+
+
+def test_a_cached_snapshot_without_a_session_is_the_full_one(store: Store) -> None:
+    """With the account cached at RCPT's version (BCC, forward), the snapshot reads the
+    threads alone, outside a session: it must be what the full read gives."""
+    from tests.store.test_store import capture, setup_account
+
+    bcc = setup_account(store)
+    capture(store, read_data("bcc_simple.eml"), bcc)
+    target = store.resolve_capture_address(bcc)
+    assert target is not None and target.account_version is not None
+    ids = ("<proposal-q3-1@mail.acme.test>", "<unknown@x.test>")
+    full = store.snapshot(target.account_id, ids, RULES)  # reads the version in its session
+    cached = store.snapshot(target.account_id, ids, RULES, version=target.account_version)
+    assert cached == full
+    assert list(cached.known_threads) == ["<proposal-q3-1@mail.acme.test>"]
+    assert store.snapshot(target.account_id, (), RULES, version=target.account_version) == (
+        store.snapshot(target.account_id, (), RULES)
+    )
