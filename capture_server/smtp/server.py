@@ -16,6 +16,7 @@ from capture_server.logging import get_logger
 from capture_server.smtp import replies
 from capture_server.smtp.budget import MemoryBudget
 from capture_server.smtp.data import SPOOL_IN_MEMORY, DataState, read_data
+from capture_server.smtp.paths import plain_path
 
 log = get_logger("smtp")
 _JUNK_COMMANDS = ("NOOP", "RSET", "VRFY", "EXPN", "HELP")
@@ -103,6 +104,12 @@ class _Guarded:
         self.guard.release(self.admitted_ip)
         self.admitted_ip = None
         super().connection_lost(error)  # type: ignore[misc]
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # Plain <local@domain> the quick way (smtp/paths.py); the rest as aiosmtpd reads it.
+        smtp: Any = self
+        found = plain_path(arg, smtp.local_part_limit)
+        return found if found is not None else super()._getaddr(arg)  # type: ignore[misc]
 
     async def push(self, status: AnyStr) -> None:
         reply: str | bytes = replies.translate(status) if isinstance(status, str) else status
