@@ -115,10 +115,9 @@ def test_header_section_is_parsed_once_and_shared() -> None:
     assert str(first["message-id"]) == "<1@b.test>"
 
 
-def test_thread_lookup_and_received_keys_parse_the_header_section_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Both read the same section before and after the pipeline: one parse serves both."""
+@pytest.fixture
+def parsed_sections(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """What BytesParser.parsebytes is given from now on (it still parses)."""
     calls: list[bytes] = []
     parse = BytesParser.parsebytes
 
@@ -127,32 +126,30 @@ def test_thread_lookup_and_received_keys_parse_the_header_section_once(
         return parse(self, text, headersonly)
 
     monkeypatch.setattr(BytesParser, "parsebytes", counted)
+    return calls
+
+
+def test_thread_lookup_and_received_keys_parse_the_header_section_once(
+    parsed_sections: list[bytes],
+) -> None:
+    """Both read the same section before and after the pipeline: one parse serves both."""
     raw = b"From: A <a@b.test>\r\nSubject: Re: once\r\nMessage-ID: <once.7@b.test>\r\n\r\nbody\r\n"
     lookup = thread_lookup(raw)
     keys = received_keys(raw)
-    assert len(calls) == 1
+    assert len(parsed_sections) == 1
     assert lookup.message_ids == ("<once.7@b.test>",) == (keys.message_id,)
     assert lookup.sender == keys.from_address == "a@b.test"
 
 
-def test_a_huge_header_section_is_cut_before_it_is_parsed(monkeypatch: pytest.MonkeyPatch
-                                                         ) -> None:  # fmt: skip
+def test_a_huge_header_section_is_cut_before_it_is_parsed(parsed_sections: list[bytes]) -> None:
     """The thread look-up runs before the parse stage refuses a header section over
     max_header_bytes: it (and the received keys) parse the first MiB of it at most, once."""
-    calls: list[bytes] = []
-    parse = BytesParser.parsebytes
-
-    def counted(self: BytesParser, text: bytes, headersonly: bool = False) -> Message:
-        calls.append(text)
-        return parse(self, text, headersonly)
-
-    monkeypatch.setattr(BytesParser, "parsebytes", counted)
     junk = b"".join(b"X-Junk-%d: %s\r\n" % (n, b"j" * 60) for n in range(50_000))  # ~3.7 MB
     raw = b"From: A <a@b.test>\r\nMessage-ID: <top.1@b.test>\r\n" + junk + b"\r\nbody\r\n"
     assert len(raw) > 3 * MAX_HEADER_SCAN
     lookup = thread_lookup(raw)
     keys = received_keys(raw)
-    assert len(calls) == 1 and len(calls[0]) <= MAX_HEADER_SCAN + 4
+    assert len(parsed_sections) == 1 and len(parsed_sections[0]) <= MAX_HEADER_SCAN + 4
     assert lookup.message_ids == ("<top.1@b.test>",) == (keys.message_id,)
     assert lookup.sender == keys.from_address == "a@b.test"
 
