@@ -87,10 +87,12 @@ class GroupWriter:
             ):
                 self.store._group.session = session
                 try:
-                    for pending in batch:
-                        pending.result = self.store.record(*pending.args, **pending.kwargs)
+                    results = [self.store.record(*p.args, **p.kwargs) for p in batch]
                 finally:
                     self.store._group.session = None
+            # Handed out only now that the commit is done (a 250 means stored).
+            for pending, result in zip(batch, results, strict=True):
+                pending.result = result
         except Exception as error:
             # Nothing of the batch is stored: each message gets its own transaction instead.
             log.warning("group_commit_retry_singly", size=len(batch), error=type(error).__name__)
