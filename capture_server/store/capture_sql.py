@@ -9,7 +9,7 @@ SQL is what the ORM emitted.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -162,12 +162,6 @@ def statements(dialect: str) -> CaptureStatements:
 
 def dialect_of(connection: Connection) -> CaptureStatements:
     return statements(connection.dialect.name)
-
-
-def insert_rows(connection: Connection, statement: Insert, rows: Sequence[Mapping[str, Any]]
-                ) -> None:  # fmt: skip
-    """One executemany for rows of one kind (none: no round trip)."""
-    cursor_sql.insert_many(connection, statement, rows)
 
 
 def existing_deals(connection: Connection, account_id: int, deal_ids: Sequence[int]) -> list[int]:

@@ -22,8 +22,8 @@ from capture_server.pipeline.message import (
     Extractor,
     TraceEntry,
 )
-from capture_server.store import webhooks
-from capture_server.store.capture_sql import dialect_of, existing_deals, insert_rows
+from capture_server.store import cursor_sql, webhooks
+from capture_server.store.capture_sql import dialect_of, existing_deals
 from capture_server.store.integration_models import EngagementValue, ExtractorRow
 from capture_server.store.models import Company, Contact, utcnow
 
@@ -137,7 +137,7 @@ def engagement_written(
     assert draft is not None
     connection = session.connection()
     sql = dialect_of(connection)
-    insert_rows(
+    cursor_sql.insert_many(
         connection,
         sql.insert_value,
         [
@@ -214,7 +214,7 @@ def _link_deals(
     wanted = list(draft.referenced_deals)
     linked = existing_deals(connection, account_id, wanted)
     # ON CONFLICT DO NOTHING: a deal the thread also had is linked once.
-    insert_rows(
+    cursor_sql.insert_many(
         connection,
         dialect_of(connection).insert_engagement_deal,
         [{"engagement_id": engagement_id, "deal_id": deal_id} for deal_id in linked],

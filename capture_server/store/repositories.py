@@ -49,7 +49,6 @@ from capture_server.store.capture_sql import (
     contact_ids,
     dialect_of,
     existing_deals,
-    insert_rows,
     statements,
 )
 from capture_server.store.db import PER_STATEMENT, writer_turn, writing
@@ -135,6 +134,20 @@ def _transient(error: DBAPIError) -> bool:
     return bool(error.connection_invalidated)
 
 
+@contextmanager
+def _unavailable_when_transient() -> Iterator[None]:
+    """A transient database fault (lost connection, lock time-out) as StoreUnavailable, which
+    the SMTP side answers 451; a constraint violation and anything else as it is."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except DBAPIError as error:
+        if _transient(error):
+            raise StoreUnavailable(str(error.orig or error)) from error
+        raise
+
+
 def _thread_params(account_id: int, message_ids: Iterable[str]) -> dict[str, Any] | None:
     """The thread look-up's parameters (None: no ids, nothing to look up)."""
     wanted = sorted({m.strip().lower() for m in message_ids if m})[:200]
@@ -176,33 +189,22 @@ class Store:
         if group is not None:  # the group-commit writer's thread: its batch's transaction
             yield group
             return
-        try:
-            with (
-                self.writer_turn.held(),
-                Session(self._write_engine, expire_on_commit=False) as session,
-                session.begin(),
-            ):
-                yield session
-        except IntegrityError:
-            raise
-        except DBAPIError as error:
-            if _transient(error):
-                raise StoreUnavailable(str(error.orig or error)) from error
-            raise
+        with (
+            _unavailable_when_transient(),
+            self.writer_turn.held(),
+            Session(self._write_engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session
 
     @contextmanager
     def _read(self, per_statement: bool = False) -> Iterator[Session]:
         """A read session. per_statement: no transaction around it (on PostgreSQL no BEGIN
         and ROLLBACK round trips; its READ COMMITTED gives each statement its own snapshot
         anyway), for reads whose statements need no common snapshot."""
-        try:
-            engine = self._autocommit if per_statement else self.engine
-            with Session(engine, expire_on_commit=False) as session:
-                yield session
-        except DBAPIError as error:
-            if _transient(error):
-                raise StoreUnavailable(str(error.orig or error)) from error
-            raise
+        engine = self._autocommit if per_statement else self.engine
+        with _unavailable_when_transient(), Session(engine, expire_on_commit=False) as session:
+            yield session
 
     # -- server ---------------------------------------------------------------------------
 
@@ -417,13 +419,8 @@ class Store:
 
     def _fetch_alone(self, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """One read statement on the cursor, outside any transaction and session."""
-        try:
-            with self._autocommit.connect() as connection:
-                return cursor_sql.fetch(connection, statement, params)
-        except DBAPIError as error:
-            if _transient(error):
-                raise StoreUnavailable(str(error.orig or error)) from error
-            raise
+        with _unavailable_when_transient(), self._autocommit.connect() as connection:
+            return cursor_sql.fetch(connection, statement, params)
 
     def _state(self, session: Session, account_id: int, version: int | None = None
                ) -> AccountState:  # fmt: skip
@@ -745,7 +742,7 @@ class Store:
 
     def _note_thread_ids(self, connection: Connection, account_id: int, engagement_id: str,
                          thread_id: str, draft: EngagementDraft) -> None:  # fmt: skip
-        insert_rows(
+        cursor_sql.insert_many(
             connection,
             dialect_of(connection).insert_thread_message,
             [
@@ -761,7 +758,7 @@ class Store:
         connection = session.connection()
         sql = dialect_of(connection)
         email = draft.email
-        insert_rows(
+        cursor_sql.insert_many(
             connection,
             sql.insert_participant,
             [
@@ -798,7 +795,7 @@ class Store:
                 if mailbox.key not in contacts:
                     missing.setdefault(mailbox.key, mailbox)  # the first one names it
             now = utcnow()
-            insert_rows(
+            cursor_sql.insert_many(
                 connection,
                 sql.insert_contact,
                 [
@@ -810,12 +807,12 @@ class Store:
             )  # fmt: skip
             contacts.update(contact_ids(connection, account_id, list(missing)))
         linked = list(dict.fromkeys(contacts[m.key] for m in draft.contacts if m.key in contacts))
-        insert_rows(
+        cursor_sql.insert_many(
             connection,
             sql.insert_engagement_contact,
             [{"engagement_id": engagement_id, "contact_id": c} for c in linked],
         )
-        insert_rows(
+        cursor_sql.insert_many(
             connection,
             sql.insert_engagement_company,
             [{"engagement_id": engagement_id, "company_id": c}
@@ -825,7 +822,7 @@ class Store:
             *existing_deals(connection, account_id, draft.deals),  # the thread's
             *self._open_deals(connection, linked, draft.max_deals),
         ]))  # fmt: skip
-        insert_rows(
+        cursor_sql.insert_many(
             connection,
             sql.insert_engagement_deal,
             [{"engagement_id": engagement_id, "deal_id": d} for d in deal_ids],
@@ -846,7 +843,7 @@ class Store:
         missing = [domain for domain in wanted if domain not in found]
         if missing:
             now = utcnow()
-            insert_rows(
+            cursor_sql.insert_many(
                 connection,
                 sql.insert_company,
                 [{"account_id": account_id, "domain": d, "created_at": now} for d in missing],

@@ -96,8 +96,7 @@ class GroupWriter:
         except Exception as error:
             # Nothing of the batch is stored: each message gets its own transaction instead.
             log.warning("group_commit_retry_singly", size=len(batch), error=type(error).__name__)
-            for pending in batch:
-                pending.result, pending.error = None, None
+            for pending in batch:  # none has a result or an error yet: handed out after commit
                 self._alone(pending)
             return
         log.debug("group_commit", size=len(batch))
