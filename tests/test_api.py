@@ -129,6 +129,26 @@ def test_api_serves_what_the_cli_lists_to_its_account_only(
                 cli("contacts", "list", "beta", "--json")
             )
 
+            # A cursor is bound to its filters and account: sent with other filters (rows
+            # of another listing would be skipped) or another token, one clear 400.
+            first = api.get(
+                "/v1/engagements", params={"limit": 1, "kind": "bcc"}, headers=_auth(acme_token)
+            ).json()
+            assert [row["id"] for row in first["items"]] == every[:1] and first["has_more"]
+            following = {"limit": 1, "cursor": first["next_cursor"]}
+            for changed in ({"thread_id": listed[2]["thread_id"]}, {}, {"kind": "reply"}):
+                bad = api.get("/v1/engagements", params={**following, **changed},
+                              headers=_auth(acme_token))  # fmt: skip
+                assert bad.status_code == 400, changed
+                assert "other filters" in bad.json()["error"]
+                assert "start again without a cursor" in bad.json()["error"]
+            bad = api.get("/v1/engagements", params={**following, "kind": "bcc"},
+                          headers=_auth(beta_token))  # fmt: skip
+            assert bad.status_code == 400
+            assert "another account" in bad.json()["error"]
+            rest = _walk(api, "/v1/engagements", acme_token, kind="bcc", **following)
+            assert [row["id"] for row in first["items"] + rest] == every
+
             # Tokens: none, unknown, revoked → 401; health and the document need none.
             assert api.get("/v1/engagements").status_code == 401
             assert api.get("/v1/contacts", headers=_auth("cs_not-a-token")).status_code == 401

@@ -39,9 +39,11 @@ _PAGING = [
     ),
     _param(
         "cursor",
-        "The next_cursor of the previous answer (opaque). Keep the filters the same while "
-        "following one chain of cursors. A cursor of the earlier version of this API (which "
-        "paged on created_at) is refused with 400: start again without one.",
+        "The next_cursor of the previous answer (opaque). A cursor is bound to the listing, "
+        "the token's account and the filters (since and the others) it was handed out for: "
+        "send the same filters with it (the limit may change). With other filters or another "
+        "account's token it is refused with 400: start again without a cursor. A cursor of an "
+        "earlier version of this API is refused with 400 too: start again without one.",
     ),
 ]
 _SINCE = _param("since", "ISO 8601 date or date-time, UTC unless given", {"type": "string"})
@@ -59,7 +61,10 @@ def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 _ERRORS = {
-    "400": _error_response("A query parameter is not valid"),
+    "400": _error_response(
+        "A query parameter is not valid, or the cursor is not one of this listing, account "
+        "and filters"
+    ),
     "401": _error_response("Missing, unknown or revoked bearer token"),
     "503": _error_response("The database is unavailable; retry later"),
 }

@@ -9,13 +9,18 @@ writers take turns, it is a counter the database numbers rows with. Either way a
 commits later comes after every position a cursor can name, so a client that keeps following
 next_cursor sees every row exactly once. next_cursor is always given: at the end it names
 where to poll again.
+
+A cursor is bound to what it was handed out for: its listing, and a short hash of the account
+and the filters (scope). Positions of one listing are no positions of the same listing with
+other filters: following a cursor with other filters silently skipped rows, so it is refused.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +42,7 @@ from capture_server.store.operations import event_json
 from capture_server.store.repositories import Store, contact_json
 
 MAX_LIMIT = 500
-CURSOR_VERSION = 2
+CURSOR_VERSION = 3  # 3: bound to the account and filters (scope); 2 was not
 # Rows of transactions below this can no longer commit: the oldest transaction still in
 # progress in *this* database, else the snapshot's xmax. Transaction ids are the whole
 # server's, so pg_snapshot_xmin alone let a write transaction left open in any other database
@@ -59,7 +64,7 @@ _PG_SETTLED: ColumnClause[int] = literal_column(
 
 
 class BadCursor(ValueError):
-    """A cursor this server did not hand out (or of another listing)."""
+    """A cursor this server did not hand out (or of another listing, account or filters)."""
 
 
 @dataclass(frozen=True)
@@ -93,9 +98,25 @@ class EventFilter:
     decision: str | None = None
 
 
-def encode_cursor(listing: str, position: Position | None) -> str:
-    """[2, listing, seq, when, id]; [2, listing] before the first row."""
-    body: list[Any] = [CURSOR_VERSION, listing]
+def cursor_scope(account_id: int, filters: dict[str, Any]) -> str:
+    """A short hash of the account and a canonical form of the filters a listing was asked
+    with: equal filters (an address in other case, an instant in another zone, an empty value
+    and none) give the same scope."""
+    canonical: dict[str, Any] = {}
+    for name, value in filters.items():
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+        elif isinstance(value, str):
+            value = value.strip().lower() if name == "contact" else value
+        canonical[name] = value or None
+    form = json.dumps([account_id, canonical], sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(form.encode()).digest()[:9]
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def encode_cursor(listing: str, position: Position | None, *, scope: str) -> str:
+    """[3, listing, scope, seq, when, id]; [3, listing, scope] before the first row."""
+    body: list[Any] = [CURSOR_VERSION, listing, scope]
     if position is not None:
         when = position.when.astimezone(UTC).isoformat()
         body += [position.seq, when, position.row_id]
@@ -103,9 +124,10 @@ def encode_cursor(listing: str, position: Position | None) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(listing: str, cursor: str, id_type: type[str | int] = str) -> Position | None:
+def decode_cursor(listing: str, cursor: str, id_type: type[str | int] = str, *, scope: str
+                  ) -> Position | None:  # fmt: skip
     """The position a cursor names (None: the start); BadCursor when it names none of this
-    listing's."""
+    listing's, or was handed out for another account or other filters (scope)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         body = json.loads(raw)
@@ -118,13 +140,23 @@ def decode_cursor(listing: str, cursor: str, id_type: type[str | int] = str) -> 
             "cursor is from an earlier version of this API, which paged by created_at: "
             "start again without a cursor (since= skips what you already have)"
         )
-    if body[0] != CURSOR_VERSION or len(body) not in (2, 5):
+    if body[0] == 2 and len(body) in (2, 5):
+        raise BadCursor(
+            "cursor is from an earlier version of this API, not bound to its filters: "
+            "start again without a cursor (since= skips what you already have)"
+        )
+    if body[0] != CURSOR_VERSION or len(body) not in (3, 6):
         raise BadCursor("cursor is not one this server handed out")
     if body[1] != listing:
         raise BadCursor("cursor is not one of this listing")
-    if len(body) == 2:
+    if body[2] != scope:
+        raise BadCursor(
+            "cursor was handed out for other filters (or another account): start again "
+            "without a cursor, or send the same filters"
+        )
+    if len(body) == 3:
         return None
-    _, _, seq, when, row_id = body
+    _, _, _, seq, when, row_id = body
     try:
         moment = datetime.fromisoformat(when)
     except (ValueError, TypeError) as error:
@@ -158,14 +190,16 @@ def _paged(session: Session, query: Any, limit: int) -> tuple[list[Any], bool]:
     return rows[:limit], len(rows) > limit
 
 
-def _page(listing: str, items: list[dict[str, Any]], last: Position | None,
+def _page(listing: str, scope: str, items: list[dict[str, Any]], last: Position | None,
           start: Position | None, more: bool) -> Page:  # fmt: skip
-    return Page(items, encode_cursor(listing, last if last is not None else start), more)
+    cursor = encode_cursor(listing, last if last is not None else start, scope=scope)
+    return Page(items, cursor, more)
 
 
 def engagements_page(store: Store, account_id: int, wanted: EngagementFilter, limit: int,
                      cursor: str | None) -> Page:  # fmt: skip
-    start = decode_cursor("engagements", cursor) if cursor else None
+    scope = cursor_scope(account_id, asdict(wanted))
+    start = decode_cursor("engagements", cursor, scope=scope) if cursor else None
     seq, created, row_id = col(Engagement.sync_seq), col(Engagement.created_at), col(Engagement.id)
     query = select(Engagement).where(
         Engagement.account_id == account_id, *_after(store, seq, created, row_id, start)
@@ -195,7 +229,7 @@ def engagements_page(store: Store, account_id: int, wanted: EngagementFilter, li
         rows, more = _paged(session, query.order_by(seq, created, row_id), limit)
         items = [store._engagement_json(session, row) for row in rows]
     last = _position(rows[-1].sync_seq, rows[-1].created_at, rows[-1].id) if rows else None
-    return _page("engagements", items, last, start, more)
+    return _page("engagements", scope, items, last, start, more)
 
 
 def _position(seq: int | None, when: datetime, row_id: str | int | None) -> Position:
@@ -213,7 +247,8 @@ def engagement(store: Store, account_id: int, engagement_id: str) -> dict[str, A
 
 def contacts_page(store: Store, account_id: int, since: datetime | None, limit: int,
                   cursor: str | None) -> Page:  # fmt: skip
-    start = decode_cursor("contacts", cursor, int) if cursor else None
+    scope = cursor_scope(account_id, {"since": since})
+    start = decode_cursor("contacts", cursor, int, scope=scope) if cursor else None
     seq, created, row_id = col(Contact.sync_seq), col(Contact.created_at), col(Contact.id)
     query = (
         select(Contact, Company.domain)
@@ -231,12 +266,13 @@ def contacts_page(store: Store, account_id: int, since: datetime | None, limit: 
         items = [contact_json(session, contact, company) for contact, company in rows]
     final = rows[-1][0] if rows else None
     last = _position(final.sync_seq, final.created_at, final.id) if final else None
-    return _page("contacts", items, last, start, more)
+    return _page("contacts", scope, items, last, start, more)
 
 
 def events_page(store: Store, account_id: int, wanted: EventFilter, limit: int,
                 cursor: str | None) -> Page:  # fmt: skip
-    start = decode_cursor("events", cursor) if cursor else None
+    scope = cursor_scope(account_id, asdict(wanted))
+    start = decode_cursor("events", cursor, scope=scope) if cursor else None
     seq, received = col(CaptureEvent.sync_seq), col(CaptureEvent.received_at)
     row_id = col(CaptureEvent.id)
     query = select(CaptureEvent).where(
@@ -252,4 +288,4 @@ def events_page(store: Store, account_id: int, wanted: EventFilter, limit: int,
         rows, more = _paged(session, query.order_by(seq, received, row_id), limit)
         items = [event_json(row) for row in rows]
     last = _position(rows[-1].sync_seq, rows[-1].received_at, rows[-1].id) if rows else None
-    return _page("events", items, last, start, more)
+    return _page("events", scope, items, last, start, more)

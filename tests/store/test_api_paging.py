@@ -7,7 +7,8 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -22,6 +23,7 @@ from capture_server.store.api_queries import (
     EngagementFilter,
     EventFilter,
     Page,
+    cursor_scope,
     decode_cursor,
 )
 from capture_server.store.db import alembic_config, make_engine, migrate
@@ -162,8 +164,83 @@ def test_old_foreign_and_forged_cursors_are_refused(store: Store) -> None:
             listers["engagements"](cursor, 1)
     with pytest.raises(BadCursor):
         listers["events"](contacts_cursor, 1)
+    # A cursor of version 2 (not bound to its filters): told to start again.
+    for name, version_2 in (
+        ("events", _encode([2, "events"])),
+        ("engagements", _encode([2, "engagements", 1, datetime.now(UTC).isoformat(), "eng_x"])),
+    ):
+        with pytest.raises(BadCursor, match=r"earlier version.*start again without a cursor"):
+            listers[name](version_2, 1)
     # The start cursor of an empty listing round-trips.
-    assert decode_cursor("events", listers["events"](_encode([2, "events"]), 5).next_cursor)
+    start = listers["events"](None, 5).next_cursor
+    scope = cursor_scope(account_id, asdict(EventFilter()))
+    assert decode_cursor("events", listers["events"](start, 5).next_cursor, scope=scope)
+
+
+def test_a_cursor_is_bound_to_its_account_and_filters(store: Store) -> None:
+    """A cursor followed with other filters (or by another account) named a position of
+    another listing: rows were silently skipped. It is refused; the same filters go on."""
+    bcc = setup_account(store)
+    account_id = _account_id(store)
+    for number in range(1, 5):
+        capture(store, _message(number), bcc)
+    rows = store.engagements("acme")
+    every = [row["id"] for row in rows]
+    thread = rows[0]["thread_id"]
+
+    def engagements(wanted: EngagementFilter, cursor: str | None, account: int = account_id
+                    ) -> Page:  # fmt: skip
+        return api_queries.engagements_page(store, account, wanted, 1, cursor)
+
+    by_dana = EngagementFilter(contact="dana@globex.test")
+    first = engagements(by_dana, None)
+    assert [item["id"] for item in first.items] == every[:1] and first.has_more
+    for other in (
+        EngagementFilter(),
+        EngagementFilter(contact="carl3@globex.test"),
+        EngagementFilter(contact="dana@globex.test", kind="bcc"),
+        EngagementFilter(contact="dana@globex.test", since=datetime(2000, 1, 1, tzinfo=UTC)),
+    ):
+        with pytest.raises(BadCursor, match=r"other filters.*start again without a cursor"):
+            engagements(other, first.next_cursor)
+    # The brief's case: paging one thread, then sending the cursor with another thread.
+    in_thread = engagements(EngagementFilter(thread_id=thread), None)
+    with pytest.raises(BadCursor, match="other filters"):
+        engagements(EngagementFilter(thread_id="thr_other"), in_thread.next_cursor)
+    # The same filters (an address in other case, an empty value for none) go on: every
+    # row once.
+    same = EngagementFilter(contact=" DANA@globex.test", kind="")
+    seen, _ = _follow(
+        lambda cursor, limit: api_queries.engagements_page(store, account_id, same, limit, cursor),
+        first.next_cursor,
+        1,
+    )
+    assert every[:1] + seen == every
+    # since given in another zone is the same instant: the same filter.
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    at_utc = api_queries.contacts_page(store, account_id, since, 1, None)
+    elsewhere = since.astimezone(timezone(timedelta(hours=5)))
+    assert api_queries.contacts_page(store, account_id, elsewhere, 1, at_utc.next_cursor).items
+    with pytest.raises(BadCursor, match="other filters"):
+        api_queries.contacts_page(store, account_id, None, 1, at_utc.next_cursor)
+    logged = api_queries.events_page(store, account_id, EventFilter(reason="logged"), 1, None)
+    with pytest.raises(BadCursor, match="other filters"):
+        api_queries.events_page(store, account_id, EventFilter(), 1, logged.next_cursor)
+    # Another account: every listing refuses this account's cursors, also the start ones.
+    store.create_account("globex", "G", ["globex.test"], "capture.localhost",
+                         store.server_secret())  # fmt: skip
+    with store._read() as session:
+        other_id = int(
+            session.execute(text("SELECT id FROM account WHERE slug = 'globex'")).scalar_one()
+        )
+    own, theirs = _listers(store, account_id), _listers(store, other_id)
+    for name in own:
+        for cursor in (own[name](None, 1).next_cursor, own[name](None, 100).next_cursor):
+            with pytest.raises(BadCursor, match="another account"):
+                theirs[name](cursor, 1)
+        assert theirs[name](None, 1).items == []
+    with pytest.raises(BadCursor, match="another account"):
+        engagements(by_dana, first.next_cursor, other_id)
 
 
 def test_a_row_committed_late_is_not_missed(engine: Engine, store: Store) -> None:
