@@ -233,8 +233,9 @@ def ingest(
     """Capture stored messages as if they had arrived by SMTP.
 
     Resumable: a message whose Message-ID is already an engagement or a capture event of the
-    account is skipped before the pipeline ("skipped: already stored"), so an interrupted
-    import can simply be run again.
+    account, or one without a Message-ID whose very bytes already are a capture event of it,
+    is skipped before the pipeline ("skipped: already stored"), so an interrupted import can
+    simply be run again.
     """
     current = settings()
     configure_logging(current.log_format, "warning")
@@ -291,8 +292,9 @@ def _ingest_one(
         err.print(f"cannot read {label}: {getattr(error, 'strerror', None) or error}", markup=False)
         return UNREADABLE
     try:
+        # By its Message-ID; one without is known by its bytes (the event's raw_sha256).
         message_id = received_keys(raw).message_id
-        if message_id and already_stored(service.store, target.account_id, message_id):
+        if already_stored(service.store, target.account_id, message_id, raw):
             return SKIPPED
         envelope = _envelope(raw, rcpt, mail_from, "cli")
         evidence = service.gather_evidence_now(raw, envelope, target)

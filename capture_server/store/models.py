@@ -330,6 +330,14 @@ class CaptureEvent(SQLModel, table=True):
         Index("ix_capture_event_account_header_message_id", "account_id", "header_message_id"),
         Index("ix_capture_event_archive_key", "archive_key"),
         Index("ix_capture_event_account_sync", "account_id", "sync_seq", "received_at", "id"),
+        # Partial: only the few events of messages without a Message-ID have raw_sha256.
+        Index(
+            "ix_capture_event_account_raw_sha256",
+            "account_id",
+            "raw_sha256",
+            sqlite_where=text("raw_sha256 IS NOT NULL"),
+            postgresql_where=text("raw_sha256 IS NOT NULL"),
+        ),
     )
     id: str = Field(primary_key=True)
     account_id: int | None = Field(default=None, foreign_key="account.id")
@@ -354,6 +362,9 @@ class CaptureEvent(SQLModel, table=True):
     header_message_id: str | None = None
     archive_key: str | None = None  # SHA-256 of the raw message in archive_dir, when on
     sync_seq: int | None = _sync_seq()
+    # SHA-256 of the raw message when it has no Message-ID (header_message_id is None): what
+    # `ingest`'s resume check recognises such a message by (migration 0013).
+    raw_sha256: str | None = None
 
 
 class NoticeSent(SQLModel, table=True):

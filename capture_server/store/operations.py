@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -302,11 +303,26 @@ def event_detail(store: Store, slug: str, event_id: str) -> dict[str, Any]:
         return event_json(event)
 
 
-def already_stored(store: Store, account_id: int, message_id: str) -> bool:
+def already_stored(store: Store, account_id: int, message_id: str | None, raw: bytes = b""
+                   ) -> bool:  # fmt: skip
     """Is this Message-ID an engagement (its own or a forward's) or an event of the account?
+    Without a Message-ID: is there an event of these very bytes (its raw_sha256)?
 
     Events deferred with a temporary failure do not count: that message was never stored.
     """
+    if not message_id:
+        if not raw:
+            return False
+        digest = hashlib.sha256(raw).hexdigest()  # as Store.record keeps it
+        with store._read() as session:
+            event = session.exec(
+                select(CaptureEvent.id).where(
+                    CaptureEvent.account_id == account_id,
+                    CaptureEvent.raw_sha256 == digest,
+                    CaptureEvent.decision != "defer",
+                )
+            ).first()
+        return event is not None
     with store._read() as session:
         engagement = session.exec(
             select(Engagement.id).where(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import secrets
 import threading
@@ -710,6 +711,13 @@ class Store:
                     "header_from": received.from_address,
                     "header_message_id": received.message_id,
                     "archive_key": archive_key,
+                    # What ingest's resume check knows a message without a Message-ID by
+                    # (0013); only then given, so other messages' statement is as before it.
+                    **(
+                        {}
+                        if received.message_id
+                        else {"raw_sha256": hashlib.sha256(message.raw).hexdigest()}
+                    ),
                 },
             )
             enrichment.event_written(session, message.target, decision, event_id, smtp_reply)

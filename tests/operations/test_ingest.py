@@ -6,6 +6,9 @@ import json
 import mailbox
 from pathlib import Path
 
+from sqlalchemy import text
+
+from capture_server.store.db import make_engine
 from tests.conftest import DATA, Cli, make_account
 
 NO_MESSAGE_ID = b"From: Rita Rep <rita@acme.test>\r\nTo: Olga <olga@initech.test>\r\n" \
@@ -37,11 +40,11 @@ def test_ingest_dry_run_then_resume_skips_what_is_stored(sqlite_cli: Cli, tmp_pa
     first = json.loads(cli(*ingest, "--json"))
     assert (first["messages"], first["skipped_already_stored"]) == (4, 0)
     # Run again (an interrupted import resumed): what has a Message-ID is skipped before the
-    # pipeline, logged or not; the one without is recognised by the pipeline's content hash.
+    # pipeline, logged or not; the one without is recognised by its bytes (raw_sha256).
     again = cli(*ingest, "--json")
-    assert summary(again) == {("skipped", "already stored"): 3, ("ignore", "duplicate"): 1}
+    assert summary(again) == {("skipped", "already stored"): 4}
     assert len(cli("engagements", "list", "acme", "--json").splitlines()) == 3
-    assert len(cli("events", "acme", "--json").splitlines()) == 5  # 4, and the duplicate's
+    assert len(cli("events", "acme", "--json").splitlines()) == 4  # nothing new
     assert "already stored" in cli(*ingest)
 
     # A Maildir holding one stored message and one new one: only the new one goes through.
@@ -50,6 +53,51 @@ def test_ingest_dry_run_then_resume_skips_what_is_stored(sqlite_cli: Cli, tmp_pa
     maildir.add((DATA / "bcc_role_addresses.eml").read_bytes())
     found = summary(cli("ingest", "--rcpt", account.bcc, str(tmp_path / "Maildir"), "--json"))
     assert found == {("skipped", "already stored"): 1, ("log", "logged"): 1}
+
+
+def test_ingest_twice_writes_nothing_new_also_without_message_ids(
+    cli: Cli, database_url: str, tmp_path: Path
+) -> None:
+    """A message without a Message-ID went through the pipeline again on every re-run: one
+    more capture event each time, and not counted as skipped. Now known by its bytes."""
+    account = make_account(cli)
+    internal = NO_MESSAGE_ID.replace(b"Olga <olga@initech.test>", b"Tom <tom@acme.test>")
+    other = NO_MESSAGE_ID.replace(b"Hello Olga", b"Hello again, Olga")
+    messages = [(DATA / "bcc_simple.eml").read_bytes(), NO_MESSAGE_ID, internal, other,
+                (DATA / "bcc_internal.eml").read_bytes()]  # fmt: skip
+    box = mailbox.mbox(tmp_path / "sent.mbox")
+    for raw in messages:
+        box.add(raw)
+    box.close()
+    ingest = ["ingest", "--rcpt", account.bcc, str(tmp_path / "sent.mbox"), "--json"]
+
+    def events_in_store() -> int:
+        engine = make_engine(database_url)
+        try:
+            with engine.connect() as connection:
+                found = connection.execute(text("SELECT count(*) FROM capture_event"))
+                return int(found.scalar_one())
+        finally:
+            engine.dispose()
+
+    first = json.loads(cli(*ingest))
+    assert (first["messages"], first["skipped_already_stored"]) == (5, 0)
+    assert summary(cli(*ingest[:-1], "--dry-run", "--json")) == {
+        ("skipped", "already stored"): 5  # a dry run skips them the same way
+    }
+    assert summary(json.dumps(first)) == {("log", "logged"): 3, ("ignore", "internal_only"): 2}
+    assert events_in_store() == 5
+    for _ in range(2):
+        again = json.loads(cli(*ingest))
+        assert (again["messages"], again["skipped_already_stored"]) == (5, 5)
+        assert summary(json.dumps(again)) == {("skipped", "already stored"): 5}
+        assert events_in_store() == 5, "a re-run wrote capture events"
+    assert len(cli("engagements", "list", "acme", "--json").splitlines()) == 3
+    # The same bytes to another account are that account's first copy: not skipped.
+    beta = make_account(cli, "beta", "acme.test")
+    to_beta = json.loads(cli("ingest", "--rcpt", beta.bcc, str(tmp_path / "sent.mbox"), "--json"))
+    assert to_beta["skipped_already_stored"] == 0
+    assert events_in_store() == 10
 
 
 def test_ingest_errors_are_one_clear_line(sqlite_cli: Cli, tmp_path: Path) -> None:
