@@ -22,6 +22,7 @@ from capture_server.logging import configure_logging, get_logger
 from capture_server.smtp.handler import CaptureHandler, InFlight
 from capture_server.smtp.notify import Notifier
 from capture_server.smtp.server import CaptureLMTP, CaptureSMTP, SessionGuard
+from capture_server.smtp.shared_counts import SharedCounts
 from capture_server.store.repositories import Store
 from capture_server.store.webhooks import WebhookWorker
 from capture_server.store.writer import GroupWriter
@@ -57,23 +58,30 @@ def run_loop(main: Coroutine[Any, Any, T], event_loop: str = "auto") -> T:
 class WorkerRole:
     """This daemon is worker `number` of a supervisor (workers.py): it serves the listening
     sockets the supervisor bound; the supervisor serves metrics and the API and logs the
-    listeners; only worker 0 sends webhooks."""
+    listeners; only worker 0 sends webhooks. `counts`: the open sessions of the whole daemon,
+    shared by the workers (smtp/shared_counts.py), where the connection limits are checked."""
 
     number: int
     supervisor_pid: int
     sockets: dict[str, list[socket.socket]] = field(default_factory=dict)
     count: int = 1  # workers in all
+    counts: SharedCounts | None = None
 
     def share(self, settings: Settings) -> Settings:
-        """The limits a whole daemon has, this worker's part of them: the kernel spreads
-        connections evenly over the workers (SO_REUSEPORT hash), so each counts 1/N."""
+        """The limits a whole daemon has, this worker's part of them. Memory is each
+        process's own: each worker gets 1/N of message_memory_bytes. The connection limits
+        are checked against `counts`, the whole daemon's (without it, each worker would
+        count 1/N of them too, refusing early when the SO_REUSEPORT hash spreads unevenly)."""
+        names = SHARED_LIMITS if self.counts is not None else (*SHARED_LIMITS, *COUNTED_LIMITS)
         return settings.model_copy(
-            update={name: -(-getattr(settings, name) // self.count) for name in SHARED_LIMITS}
+            update={name: -(-getattr(settings, name) // self.count) for name in names}
         )
 
 
-# Limits of the whole daemon that workers share out (workers.py).
-SHARED_LIMITS = ("max_connections", "max_connections_per_ip", "message_memory_bytes")
+# Limits of the whole daemon that workers share out, 1/N each (workers.py).
+SHARED_LIMITS = ("message_memory_bytes",)
+# Limits of the whole daemon counted across the workers (smtp/shared_counts.py).
+COUNTED_LIMITS = ("max_connections", "max_connections_per_ip")
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -119,7 +127,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.notifier = Notifier(store, settings)
         self.webhooks = WebhookWorker(store, settings)  # sends the outbox in the background
-        self.guard = SessionGuard(self._limits(settings))
+        self.guard = SessionGuard(self._limits(settings), role.counts if role else None)
         self.tls_context = tls_context(settings)
         self.api: ApiServer | None = None  # the read API, when api_listen is set
         self._tasks: list[asyncio.Task[None]] = []

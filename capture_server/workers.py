@@ -12,6 +12,13 @@ does), so no worker accepts everything while the others idle, and no accept lock
 The supervisor keeps its copy of every socket: when a worker dies, connections waiting in
 its socket's queue are not refused; its replacement takes them over.
 
+Limits: since that hash does not spread evenly (one client's sessions may land 3 and 1 on
+two workers), max_connections and max_connections_per_ip are counted across the workers in
+a shared-memory region the supervisor creates and passes like the sockets
+(smtp/shared_counts.py); each worker counts in its own column, zeroed when it dies (by the
+supervisor when it reaps it, and by its replacement at start). message_memory_bytes is
+memory of each process: each worker has 1/N of it.
+
 What exists once: the /metrics and /healthz listener (the supervisor, aggregating the
 workers' metrics with prometheus_client's multiprocess mode), the read API (the supervisor:
 stateless reads from the database) and the webhook sender (worker 0; claiming outbox rows is
@@ -50,6 +57,7 @@ from prometheus_client.samples import Sample
 from capture_server import metrics
 from capture_server.config import ConfigError, Settings, load_settings, parse_listen
 from capture_server.logging import bind_process, configure_logging, get_logger
+from capture_server.smtp.shared_counts import SharedCounts, slots_for
 
 if TYPE_CHECKING:
     from capture_server.api.server import ApiServer
@@ -166,6 +174,7 @@ class Supervisor:
         self.slots = [_Slot(number) for number in range(self.count)]
         self.listeners: Listeners = {}
         self.metrics_dir: str | None = None
+        self.counts: SharedCounts | None = None  # the sessions of the daemon, every worker's
         self.servers: list[asyncio.Server] = []
         self.api: ApiServer | None = None
         self.stopping = asyncio.Event()
@@ -177,6 +186,7 @@ class Supervisor:
     async def run(self) -> int:
         self.listeners = bind_listeners(self.settings, self.count)
         try:
+            self.counts = SharedCounts.create(self.count, slots_for(self.settings.max_connections))
             bound = await self._start_once()
             for protocol, host, port in bound:
                 log.info("listening", protocol=protocol, host=host, port=port)
@@ -191,6 +201,8 @@ class Supervisor:
             await self._stop()
         finally:
             close_listeners(self.listeners)
+            if self.counts is not None:
+                self.counts.close(close_fd=True)
             if self.metrics_dir is not None:
                 shutil.rmtree(self.metrics_dir, ignore_errors=True)
         if failing is not None:
@@ -238,6 +250,7 @@ class Supervisor:
             for protocol, addresses in self.listeners.items()
         }
         fds = {protocol: [s.fileno() for s in socks] for protocol, socks in sockets.items()}
+        assert self.counts is not None
         spec = {
             "number": slot.number,
             "count": self.count,
@@ -245,6 +258,7 @@ class Supervisor:
             "config": str(self.launch.config) if self.launch.config else None,
             "overrides": self.launch.overrides,
             "fds": fds,
+            "counts_fd": self.counts.fd,
         }
         env = {**os.environ, SPEC_ENV: json.dumps(spec)}
         if self.metrics_dir is not None:
@@ -252,7 +266,7 @@ class Supervisor:
         slot.process = subprocess.Popen(
             [sys.executable, "-m", "capture_server.workers"],
             env=env,
-            pass_fds=[fd for numbers in fds.values() for fd in numbers],
+            pass_fds=[self.counts.fd, *(fd for numbers in fds.values() for fd in numbers)],
             stdin=subprocess.DEVNULL,
         )
         slot.started = time.monotonic()
@@ -289,6 +303,8 @@ class Supervisor:
             mark_process_dead(pid, self.metrics_dir)  # type: ignore[no-untyped-call]
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.metrics_dir, f"gauge_all_{pid}.db"))
+        if self.counts is not None:  # its sessions are gone: free its part of the limits
+            self.counts.reset(slot.number)
         return code
 
     async def _watch(self) -> str | None:
@@ -376,7 +392,9 @@ def worker_main() -> None:
     sockets = {
         protocol: [socket.socket(fileno=fd) for fd in fds] for protocol, fds in spec["fds"].items()
     }
-    role = WorkerRole(number, int(spec["supervisor"]), sockets, int(spec["count"]))
+    counts = SharedCounts(int(spec["counts_fd"]), number)
+    counts.reset()  # what a predecessor in this slot left, should the supervisor not have
+    role = WorkerRole(number, int(spec["supervisor"]), sockets, int(spec["count"]), counts)
     try:
         store = Store(make_engine(current.database_url))
         run_loop(Daemon(current, store, launch.settings, role).run(), current.event_loop)

@@ -17,6 +17,7 @@ from capture_server.smtp import replies
 from capture_server.smtp.budget import MemoryBudget
 from capture_server.smtp.data import SPOOL_IN_MEMORY, DataState, read_data
 from capture_server.smtp.paths import plain_path
+from capture_server.smtp.shared_counts import Admission, SharedCounts
 
 log = get_logger("smtp")
 _JUNK_COMMANDS = ("NOOP", "RSET", "VRFY", "EXPN", "HELP")
@@ -25,11 +26,18 @@ _JUNK_COMMANDS = ("NOOP", "RSET", "VRFY", "EXPN", "HELP")
 @dataclass
 class SessionGuard:
     """Connection counts and the memory budget shared by every session of the daemon
-    (one event loop: no locks)."""
+    (one event loop: no locks).
+
+    A worker of several (workers.py) has `shared`: the whole daemon's counts across the
+    worker processes (smtp/shared_counts.py), where max_connections and
+    max_connections_per_ip are checked; `open_total` and `open_by_ip` are then this
+    worker's own (its sessions gauge; the fallback of an address the table has no row for)."""
 
     settings: Settings
+    shared: SharedCounts | None = None
     open_total: int = 0
     open_by_ip: Counter[str] = field(default_factory=Counter)
+    unshared_by_ip: Counter[str] = field(default_factory=Counter)  # Admission.UNSHARED ones
     budget: MemoryBudget = field(init=False)
 
     def __post_init__(self) -> None:
@@ -37,6 +45,8 @@ class SessionGuard:
 
     def admit(self, ip: str) -> str | None:
         """None when the client may connect; else the 421 reply to close with."""
+        if self.shared is not None:
+            return self._admit_shared(self.shared, ip)
         if self.open_total >= self.settings.max_connections:
             return replies.TOO_MANY_CONNECTIONS
         if self.open_by_ip[ip] >= self.settings.max_connections_per_ip and not self.is_proxy(ip):
@@ -45,7 +55,33 @@ class SessionGuard:
         self.open_by_ip[ip] += 1
         return None
 
+    def _admit_shared(self, shared: SharedCounts, ip: str) -> str | None:
+        limit = self.settings.max_connections_per_ip
+        proxy = self.is_proxy(ip)
+        # An address without a row in a full table: this worker's 1/N of the limit, rounded
+        # up (what each worker counted before the counts were shared).
+        local_ok = proxy or self.open_by_ip[ip] < -(-limit // shared.workers)
+        admission = shared.admit(
+            ip, self.settings.max_connections, None if proxy else limit, local_ok
+        )
+        if admission is Admission.TOO_MANY:
+            return replies.TOO_MANY_CONNECTIONS
+        if admission is Admission.TOO_MANY_FROM_IP:
+            return replies.TOO_MANY_CONNECTIONS_FROM_YOU
+        if admission is Admission.UNSHARED:
+            self.unshared_by_ip[ip] += 1
+        self.open_total += 1
+        self.open_by_ip[ip] += 1
+        return None
+
     def release(self, ip: str) -> None:
+        if self.shared is not None:
+            unshared = self.unshared_by_ip[ip] > 0
+            if unshared:
+                self.unshared_by_ip[ip] -= 1
+                if self.unshared_by_ip[ip] <= 0:
+                    del self.unshared_by_ip[ip]
+            self.shared.release(ip, shared=not unshared)
         self.open_total -= 1
         self.open_by_ip[ip] -= 1
         if self.open_by_ip[ip] <= 0:
