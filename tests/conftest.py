@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -42,9 +43,24 @@ def read_data(name: str) -> bytes:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, for a server that must be told its port.
+
+    Drawn below the kernel's ephemeral range: whatever binds port 0 or connects out (other
+    tests' servers and clients, under xdist in other processes) never takes it between this
+    check and its use. A port-0 one could, and did: a DNS test server took the port a
+    Postfix test had chosen for the daemon, and Postfix talked to it."""
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
+    draw = random.SystemRandom()
+    for _ in range(200):
+        port = draw.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port below {low}")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -321,7 +321,8 @@ def start_daemon_on(database_url: str, folder: Path, lmtp_port: int) -> RunningD
     def up() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"daemon exited {process.returncode}:\n{daemon.log()}")
-        return listening(lmtp_port)
+        # Its own "listening" line too: something else on the port would not do.
+        return '"listening"' in daemon.log() and listening(lmtp_port)
 
     try:
         wait_for("the daemon's LMTP listener", up, 30, daemon.log)
