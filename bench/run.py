@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -497,6 +498,11 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "mem_total_mib": memory,
         "python": platform.python_version(),
+        # Servers' loop (sink and capture-server alike); the load generator keeps asyncio's.
+        "event_loop": "asyncio"
+        if os.environ.get("CAPTURE_BENCH_SET_EVENT_LOOP") == "asyncio"
+        or importlib.util.find_spec("uvloop") is None
+        else "uvloop",
         "kernel": platform.release(),
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
@@ -803,7 +809,7 @@ def report(args: argparse.Namespace, data: dict[str, Any]) -> None:
     print(
         f"machine: {data['machine']['nproc']} CPU ({data['machine']['cpu']}), "
         f"{data['machine']['mem_total_mib']} MiB, load {data['machine']['loadavg_start']} "
-        f"→ {data['machine'].get('loadavg_end')}"
+        f"→ {data['machine'].get('loadavg_end')}, event loop {data['machine'].get('event_loop')}"
     )
     if load:
         rows = []

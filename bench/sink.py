@@ -1,12 +1,15 @@
 """The bare baseline: aiosmtpd accepting every recipient and discarding every message.
 
-Same aiosmtpd SMTP class and size limit as capture-server, no pipeline, no database.
+Same aiosmtpd SMTP class, size limit and event loop as capture-server (uvloop when installed,
+unless CAPTURE_BENCH_SET_EVENT_LOOP=asyncio asks both for asyncio's), no pipeline, no database.
 Usage: python3 bench/sink.py 127.0.0.1:PORT   (SIGTERM or SIGINT stops it)
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import os
 import signal
 import sys
 from typing import Any
@@ -40,7 +43,7 @@ async def serve(host: str, port: int) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    print(f"sink listening on {host}:{port}", flush=True)
+    print(f"sink listening on {host}:{port} ({type(loop).__module__})", flush=True)
     await stop.wait()
     server.close()
     await server.wait_closed()
@@ -50,7 +53,13 @@ def main() -> None:
     host, _, port = (sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:2526").rpartition(":")
     if host not in ("127.0.0.1", "localhost", "::1"):
         sys.exit("the sink listens on loopback only")
-    asyncio.run(serve(host, int(port)))
+    choice = os.environ.get("CAPTURE_BENCH_SET_EVENT_LOOP", "auto")
+    if choice != "asyncio" and importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        uvloop.run(serve(host, int(port)))
+    else:
+        asyncio.run(serve(host, int(port)))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from capture_server import metrics
+from capture_server import heap, metrics
 from capture_server.api.server import ApiServer
 from capture_server.archive_purge import purge_periodically, purge_scheduled
 from capture_server.capture import CaptureService
@@ -308,6 +308,7 @@ class Daemon:
 
     async def run(self) -> None:
         await self.start()
+        heap.settle()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stopping.set)

@@ -99,29 +99,47 @@ def _negative_ttl(response: dns.message.Message | None) -> float:
     return 0.0
 
 
+# dnspython resolvers by settings, with their configuration error. Built once a while, not
+# per message: reading /etc/resolv.conf costs more than a check answered from the cache.
+# resolve() does not change a resolver, so threads share one.
+_RESOLVER_SECONDS = 30.0  # an edited /etc/resolv.conf counts after this long
+_resolvers: dict[DnsConfig, tuple[float, dns.resolver.Resolver, str | None]] = {}
+
+
+def _dns_resolver(config: DnsConfig) -> tuple[dns.resolver.Resolver, str | None]:
+    now = time.monotonic()
+    built = _resolvers.get(config)
+    if built is not None and built[0] > now:
+        return built[1], built[2]
+    error: str | None = None
+    resolver: dns.resolver.Resolver
+    if config.nameservers:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = list(config.nameservers)
+        resolver.port = config.port
+    else:
+        try:
+            resolver = dns.resolver.Resolver(configure=True)
+        except dns.resolver.NoResolverConfiguration as exc:  # pragma: no cover - host setup
+            resolver = dns.resolver.Resolver(configure=False)
+            error = f"no resolver configuration: {exc}"
+    resolver.timeout = config.timeout
+    resolver.lifetime = config.timeout
+    resolver.retry_servfail = False
+    resolver.cache = None
+    if len(_resolvers) > 16:  # settings reloaded many times: forget the old ones
+        _resolvers.clear()
+    _resolvers[config] = (now + _RESOLVER_SECONDS, resolver, error)
+    return resolver, error
+
+
 class Resolver:
     """A thin, thread-safe wrapper around ``dns.resolver.Resolver``."""
 
     def __init__(self, config: DnsConfig, cache: DnsCache | None = None) -> None:
         self.config = config
         self._cache = cache
-        self._error: str | None = None
-        resolver: dns.resolver.Resolver
-        if config.nameservers:
-            resolver = dns.resolver.Resolver(configure=False)
-            resolver.nameservers = list(config.nameservers)
-            resolver.port = config.port
-        else:
-            try:
-                resolver = dns.resolver.Resolver(configure=True)
-            except dns.resolver.NoResolverConfiguration as exc:  # pragma: no cover - host setup
-                resolver = dns.resolver.Resolver(configure=False)
-                self._error = f"no resolver configuration: {exc}"
-        resolver.timeout = config.timeout
-        resolver.lifetime = config.timeout
-        resolver.retry_servfail = False
-        resolver.cache = None
-        self._resolver = resolver
+        self._resolver, self._error = _dns_resolver(config)
 
     def query(self, name: str, rdtype: str) -> list[dns.rdata.Rdata]:
         """Records of ``rdtype`` at ``name`` ([] for NXDOMAIN / no data).
@@ -180,3 +198,26 @@ class Resolver:
             strings = getattr(rdata, "strings", ())
             out.append(b"".join(strings))
         return out
+
+
+class NotCached(Exception):
+    """A look-up the DNS cache cannot answer (CacheOnlyResolver)."""
+
+
+class CacheOnlyResolver(Resolver):
+    """The resolver's cache and nothing else: a check run with it needs no thread hop.
+
+    A look-up the cache cannot answer raises NotCached and is remembered in `missed`:
+    pyspf swallows some exceptions (the exp= explanation), so a result reached after a miss
+    is not the real one and must be computed again with the real resolver.
+    """
+
+    def __init__(self, source: Resolver) -> None:  # no dns.resolver: nothing goes out
+        self.config = source.config
+        self._cache = source._cache
+        self._error = source._error
+        self.missed = False
+
+    def _resolve(self, name: str, rdtype: str) -> tuple[list[dns.rdata.Rdata], float]:
+        self.missed = True
+        raise NotCached(f"{name} {rdtype}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from .checks import (
@@ -18,7 +18,14 @@ from .checks import (
     spf_identity,
 )
 from .dmarc import DmarcLookup, domains_aligned, evaluate_dmarc, fetch_dmarc
-from .dnsclient import DnsCache, DnsConfig, Resolver, to_ascii_domain
+from .dnsclient import (
+    CacheOnlyResolver,
+    DnsCache,
+    DnsConfig,
+    NotCached,
+    Resolver,
+    to_ascii_domain,
+)
 from .results import AuthenticationResults, MethodResult, parse_authentication_results
 from .structure import RawHeader, parse_from, split_headers
 
@@ -38,6 +45,22 @@ T = TypeVar("T")
 
 async def _ready(value: T) -> T:
     return value
+
+
+def _cached_or_threaded(check: Callable[[Resolver], T], resolver: Resolver) -> Awaitable[T]:
+    """The check on the event loop when the DNS cache answers all its look-ups (the sender's
+    SPF and DMARC records nearly always are: no thread hop, which costs more than the check),
+    else in a worker thread with the real resolver."""
+    if resolver._cache is not None:
+        cached = CacheOnlyResolver(resolver)
+        try:
+            found = check(cached)
+        except NotCached:
+            pass
+        else:
+            if not cached.missed:
+                return _ready(found)
+    return asyncio.to_thread(check, resolver)
 
 
 def _ip_in(client_ip: str, networks: Iterable[str]) -> bool:
@@ -183,17 +206,18 @@ async def verify_message(
                 return upstream
 
     resolver = Resolver(dns, cache)
-    spf_task = asyncio.to_thread(
-        check_spf, resolver, mail_from=mail_from, helo=helo, client_ip=client_ip
-    )
+
+    def spf(using: Resolver) -> MethodResult:
+        return check_spf(using, mail_from=mail_from, helo=helo, client_ip=client_ip)
+
+    spf_task = _cached_or_threaded(spf, resolver)
     # dkimpy parses the whole message even when nothing is signed: skip it, and the thread hop.
     signed, sealed = signature_headers(raw)
     dkim_task = asyncio.to_thread(check_dkim, raw, resolver) if signed else _ready(NO_DKIM)
     arc_task = asyncio.to_thread(check_arc, raw, resolver) if sealed else _ready(NO_ARC)
     if from_domain is not None:
-        dmarc_lookup = await asyncio.gather(
-            spf_task, dkim_task, arc_task, asyncio.to_thread(fetch_dmarc, resolver, from_domain)
-        )
+        dmarc_task = _cached_or_threaded(lambda using: fetch_dmarc(using, from_domain), resolver)
+        dmarc_lookup = await asyncio.gather(spf_task, dkim_task, arc_task, dmarc_task)
         spf_res, dkim_res, arc_res, lookup = dmarc_lookup
     else:
         spf_res, dkim_res, arc_res = await asyncio.gather(spf_task, dkim_task, arc_task)

@@ -88,3 +88,14 @@ def test_signature_headers_look_at_the_header_block_only(
     head: bytes, expected: tuple[bool, bool]
 ) -> None:
     assert signature_headers(head) == expected
+
+
+def test_one_dnspython_resolver_serves_every_message_of_a_setting(dns_config: DnsConfig) -> None:
+    """Built once a while (reading /etc/resolv.conf per message cost more than a check from
+    the cache); resolve() does not change it, so threads share it."""
+    first, again = Resolver(dns_config, DnsCache()), Resolver(dns_config)
+    assert first._resolver is again._resolver
+    other = Resolver(DnsConfig(dns_config.nameservers, dns_config.port, timeout=1.5))
+    assert other._resolver is not first._resolver
+    assert other._resolver.lifetime == 1.5
+    assert Resolver(DnsConfig())._resolver is Resolver(DnsConfig())._resolver  # the system's

@@ -6,8 +6,10 @@ import json
 import smtplib
 import socket
 import threading
+import time
 from pathlib import Path
 
+from capture_server import heap
 from tests.conftest import (
     Cli,
     RunningDaemon,
@@ -223,3 +225,16 @@ def test_sigterm_finishes_the_transaction_in_flight(
     sigterm_during_delivery(daemon, account.bcc)
     assert daemon.process.wait(timeout=30) == 0
     assert len(engagements(cli, account.slug)) == 1
+
+
+def test_the_start_up_heap_is_frozen_out_of_the_collector(daemon: RunningDaemon, cli: Cli) -> None:
+    """capture_server/heap.py: full collections no longer rescan what start-up built."""
+    deadline = time.monotonic() + 20  # logged just after the listeners
+    while not daemon.events("heap_settled") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [settled] = daemon.events("heap_settled")
+    assert settled["frozen_objects"] > 50_000  # SQLAlchemy, email, pydantic: ~135,000
+    assert settled["thresholds"][0] == heap.YOUNG_THRESHOLD
+    account = make_account(cli)
+    code, _ = send(daemon, read_data("bcc_simple.eml"), [account.bcc], "rita@acme.test")
+    assert code == 250
