@@ -315,14 +315,7 @@ def already_stored(store: Store, account_id: int, message_id: str | None, raw: b
             return False
         digest = hashlib.sha256(raw).hexdigest()  # as Store.record keeps it
         with store._read() as session:
-            event = session.exec(
-                select(CaptureEvent.id).where(
-                    CaptureEvent.account_id == account_id,
-                    CaptureEvent.raw_sha256 == digest,
-                    CaptureEvent.decision != "defer",
-                )
-            ).first()
-        return event is not None
+            return _stored_event(session, account_id, CaptureEvent.raw_sha256 == digest)
     with store._read() as session:
         engagement = session.exec(
             select(Engagement.id).where(
@@ -339,14 +332,17 @@ def already_stored(store: Store, account_id: int, message_id: str | None, raw: b
         ).first()
         if known is not None:
             return True
-        event = session.exec(
-            select(CaptureEvent.id).where(
-                CaptureEvent.account_id == account_id,
-                CaptureEvent.header_message_id == message_id,
-                CaptureEvent.decision != "defer",
-            )
-        ).first()
-        return event is not None
+        return _stored_event(session, account_id, CaptureEvent.header_message_id == message_id)
+
+
+def _stored_event(session: Session, account_id: int, which: Any) -> bool:
+    """Whether the account has an event of that message that was not deferred."""
+    event = session.exec(
+        select(CaptureEvent.id).where(
+            CaptureEvent.account_id == account_id, which, CaptureEvent.decision != "defer"
+        )
+    ).first()
+    return event is not None
 
 
 # -- stats ------------------------------------------------------------------------------------

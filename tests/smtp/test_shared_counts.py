@@ -236,6 +236,15 @@ def _wait_total(counts: SharedCounts, expected: int, timeout: float = 10) -> Non
         time.sleep(0.01)
 
 
+def _tear_down(daemon: RunningDaemon, sockets: list[socket.socket], counts: SharedCounts | None
+               ) -> None:  # fmt: skip
+    for sock in sockets:
+        sock.close()
+    if counts is not None:
+        counts.close(close_fd=True)
+    _kill_all(daemon)
+
+
 def _closed_by_server(sock: socket.socket) -> bool:
     if not select.select([sock], [], [], 0)[0]:
         return False
@@ -278,11 +287,7 @@ def test_connection_limits_hold_across_two_workers_exactly(tmp_path: Path) -> No
         assert counts.count("127.0.0.1") == 0
         assert daemon.stop() == 0
     finally:
-        for sock in sockets:
-            sock.close()
-        if counts is not None:
-            counts.close(close_fd=True)
-        _kill_all(daemon)
+        _tear_down(daemon, sockets, counts)
 
 
 def test_a_killed_workers_sessions_stop_counting(tmp_path: Path) -> None:
@@ -319,8 +324,4 @@ def test_a_killed_workers_sessions_stop_counting(tmp_path: Path) -> None:
         assert counts.total() == 8
         assert daemon.stop(timeout=60) == 0
     finally:
-        for sock in sockets:
-            sock.close()
-        if counts is not None:
-            counts.close(close_fd=True)
-        _kill_all(daemon)
+        _tear_down(daemon, sockets, counts)
