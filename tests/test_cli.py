@@ -130,3 +130,24 @@ def test_contact_policy_outgoing_from_settings_reaches_the_pipeline(cli: Cli) ->
     assert cli("contacts", "list", "acme", "--json") == ""
     [row] = cli("engagements", "list", "acme", "--json").splitlines()
     assert json.loads(row)["contacts"] == []
+
+
+def test_dry_run_under_a_policy_that_creates_no_contacts_lists_the_existing_ones(
+    cli: Cli,
+) -> None:
+    """What the engagement would be linked to: the participants already contacts, not all."""
+    account = make_account(cli)
+    cli("ingest", "--rcpt", account.bcc, str(DATA / "bcc_html_attachment.eml"))  # carl
+    cli("account", "settings", "set", "acme", "contact_policy", "off")
+    [line] = cli(
+        "dry-run", "--rcpt", account.bcc, str(DATA / "bcc_simple.eml"), "--json"
+    ).splitlines()
+    engagement = json.loads(line)["engagement"]
+    assert engagement["contacts"] == ["carl@globex.test"]
+    assert engagement["contacts_not_created"] == ["dana@globex.test", "frank.free@gmail.com"]
+    cli("account", "settings", "set", "acme", "contact_policy", "all")
+    [line] = cli(
+        "dry-run", "--rcpt", account.bcc, str(DATA / "bcc_simple.eml"), "--json"
+    ).splitlines()
+    engagement = json.loads(line)["engagement"]  # every participant: missing ones are created
+    assert len(engagement["contacts"]) == 3 and "contacts_not_created" not in engagement

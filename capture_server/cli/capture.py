@@ -49,7 +49,7 @@ from capture_server.pipeline.message import (
 )
 from capture_server.received import received_keys
 from capture_server.smtp import replies
-from capture_server.store.operations import already_stored
+from capture_server.store.operations import already_stored, existing_contacts
 from capture_server.store.repositories import Store, StoreUnavailable, new_id
 
 
@@ -120,14 +120,22 @@ def _read_file(path: Path) -> bytes:
         fail(f"cannot read {path}: {error.strerror or error}")
 
 
-def decision_json(file: str, decision: Decision) -> dict[str, Any]:
+def decision_json(file: str, decision: Decision, existing: set[str] | None = None
+                  ) -> dict[str, Any]:  # fmt: skip
+    """existing: the draft's contacts that already exist, when its contact policy lets it
+    associate only those (contacts then lists them, contacts_not_created the others)."""
     draft = decision.draft
+    engagement = draft.as_dict() if draft else None
+    if engagement is not None and existing is not None:
+        participants = engagement["contacts"]
+        engagement["contacts"] = [key for key in participants if key in existing]
+        engagement["contacts_not_created"] = [key for key in participants if key not in existing]
     return {
         "file": file,
         "decision": decision.action.value,
         "reason": decision.reason.value,
         "smtp_reply": replies.for_decision(decision, "(dry-run)", "(dry-run)"),
-        "engagement": draft.as_dict() if draft else None,
+        "engagement": engagement,
         "trace": [entry.as_dict() for entry in decision.trace],
         "authentication": decision.authentication.as_dict() if decision.authentication else None,
     }
@@ -157,10 +165,15 @@ def dry_run(
         try:
             evidence = service.gather_evidence_now(raw, envelope, target)
             decision = service.decide(CapturedMessage(envelope, target, raw, evidence))
+            draft = decision.draft
+            # A policy that creates no contacts associates the existing ones only: say which.
+            existing = None if draft is None or draft.create_contacts else existing_contacts(
+                store, target.account_id, [mailbox.key for mailbox in draft.contacts]
+            )  # fmt: skip
         except StoreUnavailable as error:
             fail(f"the database is unavailable: {error}")
         if as_json:
-            print_json(decision_json(str(path), decision))
+            print_json(decision_json(str(path), decision, existing))
             continue
         out.print(f"[bold]{path}[/]: {decision.action.value} ({decision.reason.value})")
         for entry in decision.trace:

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from capture_server.capture_addresses import capture_address
 from capture_server.pipeline.message import Kind
 from capture_server.store import profiles
+from capture_server.store.capture_sql import contact_ids
 from capture_server.store.models import (
     Account,
     AccountDomain,
@@ -343,6 +344,12 @@ def _stored_event(session: Session, account_id: int, which: Any) -> bool:
         )
     ).first()
     return event is not None
+
+
+def existing_contacts(store: Store, account_id: int, addresses: Sequence[str]) -> set[str]:
+    """Which of these addresses are already contacts of the account (primary or not)."""
+    with store._read() as session:
+        return set(contact_ids(session.connection(), account_id, addresses))
 
 
 # -- stats ------------------------------------------------------------------------------------
