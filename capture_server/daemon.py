@@ -63,25 +63,22 @@ class WorkerRole:
 
     number: int
     supervisor_pid: int
+    counts: SharedCounts
     sockets: dict[str, list[socket.socket]] = field(default_factory=dict)
     count: int = 1  # workers in all
-    counts: SharedCounts | None = None
 
     def share(self, settings: Settings) -> Settings:
-        """The limits a whole daemon has, this worker's part of them. Memory is each
-        process's own: each worker gets 1/N of message_memory_bytes. The connection limits
-        are checked against `counts`, the whole daemon's (without it, each worker would
-        count 1/N of them too, refusing early when the SO_REUSEPORT hash spreads unevenly)."""
-        names = SHARED_LIMITS if self.counts is not None else (*SHARED_LIMITS, *COUNTED_LIMITS)
+        """The limits a whole daemon has, this worker's part of them: memory is each
+        process's own, so each worker gets 1/N of it. The connection limits are checked
+        against `counts`, the whole daemon's (1/N each refused early: the SO_REUSEPORT hash
+        does not spread one client's sessions evenly)."""
         return settings.model_copy(
-            update={name: -(-getattr(settings, name) // self.count) for name in names}
+            update={name: -(-getattr(settings, name) // self.count) for name in SHARED_LIMITS}
         )
 
 
 # Limits of the whole daemon that workers share out, 1/N each (workers.py).
 SHARED_LIMITS = ("message_memory_bytes",)
-# Limits of the whole daemon counted across the workers (smtp/shared_counts.py).
-COUNTED_LIMITS = ("max_connections", "max_connections_per_ip")
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:

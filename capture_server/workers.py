@@ -394,7 +394,7 @@ def worker_main() -> None:
     }
     counts = SharedCounts(int(spec["counts_fd"]), number)
     counts.reset()  # what a predecessor in this slot left, should the supervisor not have
-    role = WorkerRole(number, int(spec["supervisor"]), sockets, int(spec["count"]), counts)
+    role = WorkerRole(number, int(spec["supervisor"]), counts, sockets, int(spec["count"]))
     try:
         store = Store(make_engine(current.database_url))
         run_loop(Daemon(current, store, launch.settings, role).run(), current.event_loop)
