@@ -117,7 +117,7 @@ class RawArchive:
 
     def put(self, raw: bytes) -> str:
         """Store raw durably; its key. An existing copy is kept and its time refreshed."""
-        key = hashlib.sha256(raw).hexdigest()
+        key = raw_key(raw)
         path = self.path(key)
         try:
             if _refresh(path):
@@ -250,6 +250,12 @@ class RawArchive:
 
     def _tombstones(self, key: str) -> Iterable[Path]:
         return self.path(key).parent.glob(f".{key}.*.purging")
+
+
+def raw_key(raw: bytes) -> str:
+    """A raw message's key: its SHA-256 in hex. The archive's file name, and what a capture
+    event without a Message-ID keeps (raw_sha256; migration 0013 counts on the two agreeing)."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 def retention_cutoff(days: float) -> float:

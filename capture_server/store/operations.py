@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from sqlalchemy import delete, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from capture_server.archive import raw_key
 from capture_server.capture_addresses import capture_address
 from capture_server.pipeline.message import Kind
 from capture_server.store import profiles
@@ -314,9 +314,8 @@ def already_stored(store: Store, account_id: int, message_id: str | None, raw: b
     if not message_id:
         if not raw:
             return False
-        digest = hashlib.sha256(raw).hexdigest()  # as Store.record keeps it
         with store._read() as session:
-            return _stored_event(session, account_id, CaptureEvent.raw_sha256 == digest)
+            return _stored_event(session, account_id, CaptureEvent.raw_sha256 == raw_key(raw))
     with store._read() as session:
         engagement = session.exec(
             select(Engagement.id).where(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import secrets
 import threading
@@ -21,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, select
 
 from capture_server.account_settings import describe_rules, rules_from_json, updated_settings
+from capture_server.archive import raw_key
 from capture_server.capture_addresses import capture_address, valid_slug
 from capture_server.pipeline.identity import tombstone_hash
 from capture_server.pipeline.message import (
@@ -713,10 +713,11 @@ class Store:
                     "archive_key": archive_key,
                     # What ingest's resume check knows a message without a Message-ID by
                     # (0013); only then given, so other messages' statement is as before it.
+                    # The archive key is that hash already: not computed twice.
                     **(
                         {}
                         if received.message_id
-                        else {"raw_sha256": hashlib.sha256(message.raw).hexdigest()}
+                        else {"raw_sha256": archive_key or raw_key(message.raw)}
                     ),
                 },
             )
