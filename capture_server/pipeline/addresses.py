@@ -15,15 +15,15 @@ import re
 
 import re2
 
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_ADDR = rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"  # RFC 5322 atext, one or more
+_ADDR = rf"{ATEXT}(?:\.{ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 # One mailbox: phrase <addr>, "quoted" <addr>, <addr> or a bare addr, with blanks around.
 # re2: it sees header text (DESIGN: linear time). Over bytes: re2 maps every str offset
 # to and from UTF-8 in Python, on each match (the values it reads are ASCII).
 _MAILBOX = re2.compile(
     (
         r"[ \t]*(?:"
-        rf"(?P<phrase>{_ATEXT}(?:[ \t]+{_ATEXT})*)[ \t]*<(?P<addr1>{_ADDR})>"
+        rf"(?P<phrase>{ATEXT}(?:[ \t]+{ATEXT})*)[ \t]*<(?P<addr1>{_ADDR})>"
         rf'|"(?P<quoted>[^"\\]*)"[ \t]*<(?P<addr2>{_ADDR})>'
         rf"|<(?P<addr3>{_ADDR})>"
         rf"|(?P<addr4>{_ADDR})"

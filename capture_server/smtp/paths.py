@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+from capture_server.pipeline.addresses import ATEXT
+
+_DOT_ATOM = rf"{ATEXT}(?:\.{ATEXT})*"
 # The email package's get_domain takes a dot-atom of atext too, not only hostname labels.
 _PLAIN_PATH = re.compile(rf"<({_DOT_ATOM}@{_DOT_ATOM})>")
 

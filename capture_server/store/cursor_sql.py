@@ -160,16 +160,9 @@ def fetch(connection: Connection, statement: ClauseElement, params: Mapping[str,
           ) -> list[Row]:  # fmt: skip
     """Run statement once; the rows it returns (none for a plain insert)."""
     prepared = _prepare(connection, statement, tuple(params))
-    sql, arguments = prepared.text(params), prepared.arguments(params)
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql, arguments)
-        raw = cursor.fetchall() if cursor.description else []
-    except connection.dialect.loaded_dbapi.Error as error:
-        raise _translated(connection, cursor, error, sql, arguments) from error
-    finally:
-        cursor.close()
-    return prepared.rows(raw)
+    return prepared.rows(
+        _on_cursor(connection, prepared.text(params), prepared.arguments(params), many=False)
+    )
 
 
 def insert_many(connection: Connection, statement: ClauseElement,
@@ -178,11 +171,20 @@ def insert_many(connection: Connection, statement: ClauseElement,
     if not rows:
         return
     prepared = _prepare(connection, statement, tuple(rows[0]))
-    sql = prepared.text(rows[0])
-    arguments: list[Any] = [prepared.arguments(row) for row in rows]
+    arguments = [prepared.arguments(row) for row in rows]
+    _on_cursor(connection, prepared.text(rows[0]), arguments, many=True)
+
+
+def _on_cursor(connection: Connection, sql: str, arguments: Any, *, many: bool
+               ) -> Sequence[Sequence[Any]]:  # fmt: skip
+    """Run on the connection's DBAPI cursor (executemany: `arguments` per row); the rows."""
     cursor = connection.connection.cursor()
     try:
-        cursor.executemany(sql, arguments)
+        if many:
+            cursor.executemany(sql, arguments)
+            return ()
+        cursor.execute(sql, arguments)
+        return cursor.fetchall() if cursor.description else ()
     except connection.dialect.loaded_dbapi.Error as error:
         raise _translated(connection, cursor, error, sql, arguments) from error
     finally:
