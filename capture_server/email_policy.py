@@ -17,7 +17,7 @@ from email.parser import BytesParser
 from functools import lru_cache
 from typing import Any
 
-from capture_server import email_boundary
+from capture_server import email_boundary, mimetree
 
 _LONGEST_CACHED = 1000
 _ENTRIES = 64  # ~11 KB each: enough for the messages in flight and the common values
@@ -54,6 +54,8 @@ email_boundary.install()  # every parse of the daemon comes through here: no reg
 def parsed_header_section(section: bytes) -> EmailMessage:
     """A header section parsed once for the thread look-up and the received keys (read it,
     never change it: the same object is handed to every caller)."""
-    message = BytesParser(policy=POLICY).parsebytes(section, headersonly=True)
+    message = mimetree.build(section, POLICY, headers_only=True)
+    if message is None:
+        message = BytesParser(policy=POLICY).parsebytes(section, headersonly=True)
     assert isinstance(message, EmailMessage)
     return message

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.headerregistry import Address
+from functools import lru_cache
 
 from capture_server.email_policy import POLICY
+from capture_server.mimetree import header_section_size
 
 from .dnsclient import to_ascii_domain
 
@@ -48,20 +50,19 @@ class RawHeader:
 
 
 def _header_block(raw: bytes) -> bytes:
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        idx = raw.find(sep)
-        if idx != -1:
-            other = b"\n\n" if sep == b"\r\n\r\n" else b"\r\n\r\n"
-            idx2 = raw.find(other)
-            if idx2 != -1 and idx2 < idx:
-                idx = idx2
-            return raw[: min(idx, _MAX_HEADER_BYTES)]
-    return raw[:_MAX_HEADER_BYTES]
+    return raw[: min(header_section_size(raw), _MAX_HEADER_BYTES)]
 
 
 def split_headers(raw: bytes) -> tuple[tuple[RawHeader, ...], tuple[StructuralProblem, ...]]:
     """Header fields in order, plus problems with lines that are not header fields."""
-    text = _header_block(raw).decode("utf-8", errors="replace")
+    return _split_block(_header_block(raw))
+
+
+@lru_cache(maxsize=16)
+def _split_block(block: bytes) -> tuple[tuple[RawHeader, ...], tuple[StructuralProblem, ...]]:
+    # Cached: the From check, the structure check and the trusted-relay look-up of one
+    # message each split the same block (immutable results).
+    text = block.decode("utf-8", errors="replace")
     headers: list[RawHeader] = []
     problems: list[StructuralProblem] = []
     lines = text.replace("\r\n", "\n").split("\n")

@@ -7,11 +7,13 @@ from email import policy
 from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from capture_server import mimetree
 from capture_server.email_policy import POLICY, parsed_header_section
 from capture_server.pipeline.parse import _MULTIPART, MAX_HEADER_SCAN, _date_value
 from capture_server.pipeline.thread import thread_lookup
@@ -117,15 +119,17 @@ def test_header_section_is_parsed_once_and_shared() -> None:
 
 @pytest.fixture
 def parsed_sections(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """What BytesParser.parsebytes is given from now on (it still parses)."""
+    """The header sections parsed from now on (they still are): each parse tries
+    mimetree.build first, and BytesParser.parsebytes when that declines."""
     calls: list[bytes] = []
-    parse = BytesParser.parsebytes
+    build = mimetree.build
 
-    def counted(self: BytesParser, text: bytes, headersonly: bool = False) -> Message:
-        calls.append(text)
-        return parse(self, text, headersonly)
+    def counted(raw: bytes, policy: Any, *, headers_only: bool = False) -> Message | None:
+        if headers_only:
+            calls.append(raw)
+        return build(raw, policy, headers_only=headers_only)
 
-    monkeypatch.setattr(BytesParser, "parsebytes", counted)
+    monkeypatch.setattr(mimetree, "build", counted)
     return calls
 
 
