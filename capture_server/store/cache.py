@@ -9,11 +9,16 @@ Triggers rather than a bump in each write path: admin writes live in several mod
 more come), other processes (the CLI, other daemons on the same database) write too, and a
 trigger cannot be forgotten by the next write path someone adds. No foreign key on
 `account_version`: a deleted account's row stays, so a re-used id never meets an old version.
+
+A table whose rows also change for what no cache holds (a webhook's URL and secret are read
+at delivery, not cached) names in UPDATE_OF the columns whose update bumps: its update
+trigger is `AFTER UPDATE OF` those, so other updates leave the account's caches alone.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -31,6 +36,12 @@ WATCHED: dict[str, str] = {
     "never_log": "account_id",
     "tombstone": "account_id",
     "extractor": "account_id",
+    "webhook": "account_id",  # the list of (id, events) the outbox is written for
+}
+# Tables whose update bumps only when one of these columns is set (the account column among
+# them: a row moving between accounts changes both). Others: any update bumps.
+UPDATE_OF: dict[str, tuple[str, ...]] = {
+    "webhook": ("account_id", "events"),
 }
 _OPERATIONS = ("insert", "update", "delete")
 _PG_FUNCTION = "capture_bump_account_version"
@@ -38,6 +49,12 @@ _PG_FUNCTION = "capture_bump_account_version"
 
 def trigger_name(table: str, operation: str) -> str:
     return f"capture_version_{table}_{operation}"
+
+
+def _event(table: str, operation: str) -> str:
+    """The trigger's event: `UPDATE OF a, b` for a table with UPDATE_OF (same on both)."""
+    columns = UPDATE_OF.get(table, ()) if operation == "update" else ()
+    return operation.upper() + (f" OF {', '.join(columns)}" if columns else "")
 
 
 def _sqlite_trigger(table: str, column: str, operation: str) -> str:
@@ -49,7 +66,7 @@ def _sqlite_trigger(table: str, column: str, operation: str) -> str:
     )
     return (
         f"CREATE TRIGGER IF NOT EXISTS {trigger_name(table, operation)} "
-        f"AFTER {operation.upper()} ON {table} FOR EACH ROW BEGIN {bumps} END"
+        f"AFTER {_event(table, operation)} ON {table} FOR EACH ROW BEGIN {bumps} END"
     )
 
 
@@ -72,14 +89,17 @@ $$ LANGUAGE plpgsql
 """  # noqa: S608 (constants only)
 
 
-def install_triggers(connection: Connection) -> list[str]:
+def install_triggers(connection: Connection, tables: Iterable[str] | None = None) -> list[str]:
     """Create whichever version triggers are missing; returns their names.
 
-    Run by the migration and after every upgrade: SQLite drops a table's triggers when a
-    batch migration rebuilds it, so a later migration must not silently stop the bumps.
+    Run by the migrations (each for the tables it watches: `tables`) and, for all, after
+    every upgrade: SQLite drops a table's triggers when a batch migration rebuilds it, so a
+    later migration must not silently stop the bumps. Present means present by name: a
+    change to a table's UPDATE_OF needs a migration that drops its update trigger first.
     """
     dialect = connection.dialect.name
-    wanted = [(t, c, op) for t, c in WATCHED.items() for op in _OPERATIONS]
+    chosen = WATCHED if tables is None else {t: WATCHED[t] for t in tables}
+    wanted = [(t, c, op) for t, c in chosen.items() for op in _OPERATIONS]
     if dialect == "sqlite":
         present = set(
             connection.exec_driver_sql(
@@ -100,19 +120,21 @@ def install_triggers(connection: Connection) -> list[str]:
             connection.exec_driver_sql(_sqlite_trigger(name, account_column, operation))
         else:
             connection.exec_driver_sql(
-                f"CREATE TRIGGER {trigger_name(name, operation)} AFTER {operation.upper()} "
-                f"ON {name} FOR EACH ROW EXECUTE FUNCTION {_PG_FUNCTION}('{account_column}')"
+                f"CREATE TRIGGER {trigger_name(name, operation)} AFTER "
+                f"{_event(name, operation)} ON {name} FOR EACH ROW "
+                f"EXECUTE FUNCTION {_PG_FUNCTION}('{account_column}')"
             )
     return [trigger_name(t, op) for t, _, op in missing]
 
 
-def drop_triggers(connection: Connection) -> None:
-    for name in WATCHED:
+def drop_triggers(connection: Connection, tables: Iterable[str] | None = None) -> None:
+    """Drop the version triggers of `tables` (all: with PostgreSQL's function too)."""
+    for name in WATCHED if tables is None else tables:
         for operation in _OPERATIONS:
             drop = f"DROP TRIGGER IF EXISTS {trigger_name(name, operation)}"
             sqlite = connection.dialect.name == "sqlite"
             connection.exec_driver_sql(drop if sqlite else f"{drop} ON {name}")
-    if connection.dialect.name != "sqlite":
+    if tables is None and connection.dialect.name != "sqlite":
         connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {_PG_FUNCTION}()")
 
 

@@ -127,10 +127,12 @@ def engagement_written(
     engagement_id: str,
     known: set[str],
     deals: list[int],
+    cached_hooks: webhooks.CachedHooks | None = None,
 ) -> Decision:
     """Values and referenced deals of a new engagement, and its webhook events.
 
-    known: the contact addresses that existed before the write; deals: those linked by it.
+    known: the contact addresses that existed before the write; deals: those linked by it;
+    cached_hooks: the account's webhooks as cached (webhooks.hooks_now).
     Returns the decision with a trace line for deal references (a missing deal is told).
     """
     draft = decision.draft
@@ -157,7 +159,7 @@ def engagement_written(
             parts.append("no deal " + ", ".join(map(str, missing)) + " in this account")
         outcome = "pass" if not missing else "warn"
         trace = (*trace, TraceEntry("references", outcome, "; ".join(parts)))
-    hooks = webhooks.hooks_of(session, target.account_id)
+    hooks = webhooks.hooks_now(session, target.account_id, cached_hooks)
     if not hooks:
         return dataclasses.replace(decision, trace=trace)
     webhooks.enqueue(
@@ -194,7 +196,12 @@ def engagement_written(
 
 
 def event_written(
-    session: Session, target: CaptureTarget, decision: Decision, event_id: str, smtp_reply: str
+    session: Session,
+    target: CaptureTarget,
+    decision: Decision,
+    event_id: str,
+    smtp_reply: str,
+    cached_hooks: webhooks.CachedHooks | None = None,
 ) -> None:
     if decision.action is Action.REJECT:
         webhooks.enqueue(
@@ -204,6 +211,7 @@ def event_written(
             event_id,
             {"event": {"id": event_id, "kind": target.kind.value,
                        "reason": decision.reason.value, "smtp_reply": smtp_reply}},
+            webhooks.hooks_now(session, target.account_id, cached_hooks),
         )  # fmt: skip
 
 

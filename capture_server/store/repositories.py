@@ -43,7 +43,7 @@ from capture_server.pipeline.message import (
 )
 from capture_server.pipeline.thread import ThreadLookup
 from capture_server.received import received_keys
-from capture_server.store import cursor_sql, enrichment, profiles
+from capture_server.store import cursor_sql, enrichment, profiles, webhooks
 from capture_server.store.blobs import write_streamed
 from capture_server.store.cache import VERSION_QUERY, VERSIONS, VersionedCache, account_version
 from capture_server.store.capture_sql import (
@@ -112,6 +112,7 @@ class AccountState:
     never_log: frozenset[str]
     tombstones: frozenset[str]
     extractors: tuple[Extractor, ...]
+    webhooks: tuple[webhooks.Hook, ...]  # (id, events): who gets an outbox row
 
 
 def new_id(prefix: str) -> str:
@@ -476,6 +477,7 @@ class Store:
                     .order_by(col(ExtractorRow.name))
                 )
             ),
+            webhooks=tuple(webhooks.hooks_of(session, account_id)),
         )
         self._states.put(account_id, version, state)
         return state
@@ -653,6 +655,7 @@ class Store:
         prepare runs first in the same transaction (replay --rebuild deletes the old engagement).
         """
         received = received_keys(message.raw)
+        hooks = self._cached_hooks(message.target)
         with self._write() as session:
             if prepare is not None:
                 prepare(session)
@@ -667,8 +670,9 @@ class Store:
                 )
                 if deals is not None:  # new: values, referenced deals, webhook outbox
                     decision = enrichment.engagement_written(
-                        session, message.target, decision, engagement_id, set(known), deals
-                    )
+                        session, message.target, decision, engagement_id, set(known), deals,
+                        hooks,
+                    )  # fmt: skip
                     draft = decision.draft
                     assert draft is not None
                     profiled = profiles.apply_profile(
@@ -721,8 +725,17 @@ class Store:
                     ),
                 },
             )
-            enrichment.event_written(session, message.target, decision, event_id, smtp_reply)
+            enrichment.event_written(session, message.target, decision, event_id, smtp_reply, hooks)
         return RecordResult(event_id, engagement_id, decision, smtp_reply)
+
+    def _cached_hooks(self, target: CaptureTarget) -> webhooks.CachedHooks | None:
+        """The account's webhooks cached at the version its message was decided under (None:
+        not cached at that version, read them in the write transaction)."""
+        version = target.account_version
+        if version is None:
+            return None
+        state = self._states.get(target.account_id, version)
+        return None if state is None else webhooks.CachedHooks(version, state.webhooks)
 
     def _write_engagement(
         self, session: Session, account_id: int, draft: EngagementDraft, known: dict[str, int]

@@ -29,6 +29,7 @@ from sqlmodel import Session, col, select
 from capture_server.logging import get_logger
 from capture_server.pipeline.message import CaptureTarget
 from capture_server.store import cursor_sql
+from capture_server.store.cache import VERSION_QUERY
 from capture_server.store.capture_sql import dialect_of
 from capture_server.store.integration_models import Webhook, WebhookDelivery
 from capture_server.store.models import utcnow
@@ -207,11 +208,41 @@ Hook = tuple[int, frozenset[str]]  # a webhook's id and the events it subscribed
 
 
 def hooks_of(session: Session, account_id: int) -> list[Hook]:
-    """The account's webhooks: read once per message (most accounts have none)."""
+    """The account's webhooks, read now (cached with the account: CachedHooks)."""
     connection = session.connection()
     rows = cursor_sql.fetch(connection, dialect_of(connection).webhooks_of_account,
                             {"account_id": account_id})  # fmt: skip
     return [(hook_id, frozenset(events.split())) for hook_id, events in rows]
+
+
+@dataclass(frozen=True)
+class CachedHooks:
+    """An account's webhooks as the Store caches them, valid at this account version (the
+    one its message was decided under: CaptureTarget.account_version)."""
+
+    version: int
+    hooks: tuple[Hook, ...]
+
+
+def hooks_now(session: Session, account_id: int, cached: CachedHooks | None) -> list[Hook]:
+    """The webhooks to write outbox rows for, in the message's write transaction.
+
+    None cached: read them. None at the cached version: none, without a statement; one added
+    since then is missed, as it would be had the message come a moment earlier. Some: one
+    may have been removed since, and an outbox row for it would fail the write (foreign key)
+    or, its id re-used (SQLite re-uses the highest rowid), reach another webhook. So the
+    version is read again in this transaction (SQLite: no other writer commits before it
+    ends) and the list with it if it moved. PostgreSQL: a removal committing between this
+    read and the outbox insert fails the insert on the foreign key, as with a fresh read.
+    """
+    if cached is None:
+        return hooks_of(session, account_id)
+    if not cached.hooks:
+        return []
+    rows = cursor_sql.fetch(session.connection(), VERSION_QUERY, {"account_id": account_id})
+    if (int(rows[0][0]) if rows else 0) == cached.version:
+        return list(cached.hooks)
+    return hooks_of(session, account_id)
 
 
 def wanted(hooks: list[Hook], event: str) -> bool:

@@ -35,7 +35,7 @@ def test_every_watched_table_has_its_triggers_after_migrate(engine: Engine) -> N
     migrate(engine)  # as after a SQLite batch migration rebuilt the table: put back
     with engine.begin() as connection:
         assert install_triggers(connection) == []
-    assert len(WATCHED) == 8
+    assert len(WATCHED) == 9
 
 
 def test_writes_bump_the_version_and_other_stores_see_them(engine: Engine) -> None:

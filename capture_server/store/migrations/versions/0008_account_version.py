@@ -17,6 +17,18 @@ down_revision = "0007_enrichment"
 branch_labels = None
 depends_on = None
 
+# The tables watched as of this revision; later ones install their own (0014: webhook).
+TABLES = (
+    "account",
+    "account_domain",
+    "capture_address",
+    "app_user",
+    "user_address",
+    "never_log",
+    "tombstone",
+    "extractor",
+)
+
 
 def upgrade() -> None:
     # No foreign key to account: the row of a deleted account must outlive it (see cache.py).
@@ -26,7 +38,7 @@ def upgrade() -> None:
         sa.Column("version", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account_version")),
     )
-    install_triggers(op.get_bind())
+    install_triggers(op.get_bind(), TABLES)
 
 
 def downgrade() -> None:
