@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
+
+from capture_server.client_address import address_in
 
 from .checks import (
     NO_ARC,
@@ -64,17 +65,7 @@ def _cached_or_threaded(check: Callable[[Resolver], T], resolver: Resolver) -> A
 
 
 def _ip_in(client_ip: str, networks: Iterable[str]) -> bool:
-    try:
-        ip = ipaddress.ip_address(client_ip.strip().strip("[]"))
-    except ValueError:
-        return False
-    for entry in networks:
-        try:
-            if ip in ipaddress.ip_network(entry.strip(), strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+    return address_in(client_ip.strip().strip("[]"), networks)
 
 
 def _unfold(value: str) -> str:

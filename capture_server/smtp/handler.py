@@ -10,6 +10,7 @@ from structlog.contextvars import bound_contextvars
 
 from capture_server import metrics
 from capture_server.capture import CaptureService
+from capture_server.client_address import unmapped
 from capture_server.logging import get_logger
 from capture_server.pipeline.message import AuthEvidence, CaptureTarget, Envelope
 from capture_server.pipeline.parse import clean_text
@@ -33,11 +34,12 @@ class InFlight:
 
 
 def client_ip(session: Any) -> str:
-    """The real client: from a load balancer's PROXY header when there was one."""
+    """The real client: from a load balancer's PROXY header when there was one; an
+    IPv4-mapped IPv6 address in its IPv4 form (client_address.py)."""
     proxy = getattr(session, "proxy_data", None)
     if proxy is not None and getattr(proxy, "src_addr", None):
-        return str(proxy.src_addr)
-    return str(session.peer[0]) if session.peer else ""
+        return unmapped(str(proxy.src_addr))
+    return unmapped(str(session.peer[0])) if session.peer else ""
 
 
 def _connected(server: Any) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, AnyStr
@@ -11,6 +10,7 @@ from typing import Any, AnyStr
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
+from capture_server.client_address import address_in, unmapped
 from capture_server.config import Settings
 from capture_server.logging import get_logger
 from capture_server.smtp import replies
@@ -88,14 +88,7 @@ class SessionGuard:
             del self.open_by_ip[ip]
 
     def is_proxy(self, ip: str) -> bool:
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(
-            address in ipaddress.ip_network(network, strict=False)
-            for network in self.settings.proxy_protocol_from
-        )
+        return address_in(ip, self.settings.proxy_protocol_from)
 
     def call_limits(self) -> dict[str, int]:
         limits = {"*": 1_000_000, "RCPT": 1_000_000}
@@ -121,7 +114,7 @@ class _Guarded:
     def connection_made(self, transport: Any) -> None:
         if self.admitted_ip is None and getattr(self, "_original_transport", None) is None:
             peer = transport.get_extra_info("peername") or ("", 0)
-            ip = str(peer[0])
+            ip = unmapped(str(peer[0]))  # one form per client (client_address.py)
             refusal = self.guard.admit(ip)
             if refusal is not None:
                 log.warning("connection_refused", client_ip=ip, reply=refusal)
@@ -133,6 +126,9 @@ class _Guarded:
                 # A PROXY header is honoured from configured load balancers only.
                 self._proxy_timeout = None
         super().connection_made(transport)  # type: ignore[misc]
+        session = getattr(self, "session", None)  # aiosmtpd's (its log lines, client_ip())
+        if session is not None and isinstance(session.peer, tuple) and session.peer:
+            session.peer = (unmapped(str(session.peer[0])), *session.peer[1:])
 
     def connection_lost(self, error: Exception | None) -> None:
         if self.admitted_ip is None:
