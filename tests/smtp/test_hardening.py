@@ -32,6 +32,22 @@ def open_session(port: int, source: str = "127.0.0.1") -> tuple[socket.socket, o
     return sock, reader
 
 
+def send_behind_balancer(port: int, header: bytes, rcpt: str, marker: str) -> None:
+    """A load balancer at 127.0.0.2 sends a PROXY header, then a message that is logged."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30,
+                                    source_address=("127.0.0.2", 0))  # fmt: skip
+    with sock:
+        reader = sock.makefile("rb")
+        sock.sendall(header)
+        assert reader.readline().startswith(b"220")
+        for command in (b"HELO lb.test", b"MAIL FROM:<rita@acme.test>",
+                        f"RCPT TO:<{rcpt}>".encode(), b"DATA"):  # fmt: skip
+            assert replies_of(sock, reader, command)[:1] in (b"2", b"3")
+        raw = read_data("bcc_simple.eml").replace(b"<proposal-q3-1@", f"<{marker}@".encode())
+        sock.sendall(raw.replace(b"\n", b"\r\n") + b".\r\n")
+        assert reader.readline().startswith(b"250 2.0.0 queued")
+
+
 def still_serves(daemon: RunningDaemon, account_bcc: str, marker: str) -> None:
     """A normal client right after an attack: its message is logged."""
     raw = read_data("bcc_simple.eml").replace(b"<proposal-q3-1@", f"<{marker}@".encode())
@@ -303,20 +319,7 @@ def test_proxy_protocol_only_from_the_load_balancer(
         )  # fmt: skip
         headers = [b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n", v2]
         for number, header in enumerate(headers):
-            sock = socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=30,
-                                            source_address=("127.0.0.2", 0))  # fmt: skip
-            with sock:
-                reader = sock.makefile("rb")
-                sock.sendall(header)
-                assert reader.readline().startswith(b"220")
-                for command in (b"HELO lb.test", b"MAIL FROM:<rita@acme.test>",
-                                f"RCPT TO:<{account.bcc}>".encode(), b"DATA"):  # fmt: skip
-                    assert replies_of(sock, reader, command)[:1] in (b"2", b"3")
-                raw = read_data("bcc_simple.eml").replace(
-                    b"<proposal-q3-1@", b"<proxied-%d@" % number
-                )
-                sock.sendall(raw.replace(b"\n", b"\r\n") + b".\r\n")
-                assert reader.readline().startswith(b"250 2.0.0 queued")
+            send_behind_balancer(daemon.smtp_port, header, account.bcc, f"proxied-{number}")
         # Anyone else is served directly, and a PROXY line from them is just a bad command.
         sock, reader = open_session(daemon.smtp_port)
         with sock:

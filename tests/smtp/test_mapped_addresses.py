@@ -22,8 +22,8 @@ from capture_server.config import Settings
 from capture_server.smtp.handler import client_ip
 from capture_server.smtp.server import CaptureSMTP, SessionGuard
 from capture_server.smtp.shared_counts import SharedCounts
-from tests.conftest import Cli, make_account, read_data, start_daemon
-from tests.smtp.test_hardening import replies_of
+from tests.conftest import Cli, make_account, start_daemon
+from tests.smtp.test_hardening import send_behind_balancer
 
 
 def dual_stack_listener() -> socket.socket:
@@ -179,20 +179,7 @@ def test_a_mapped_proxy_source_is_the_ipv4_client(
             b"PROXY TCP6 2001:db8::7 2001:db8::1 40002 25\r\n",  # IPv6 stays IPv6
         ]
         for number, header in enumerate(headers):
-            sock = socket.create_connection(("127.0.0.1", daemon.smtp_port), timeout=30,
-                                            source_address=("127.0.0.2", 0))  # fmt: skip
-            with sock:
-                reader = sock.makefile("rb")
-                sock.sendall(header)
-                assert reader.readline().startswith(b"220")
-                for line in (b"HELO lb.test", b"MAIL FROM:<rita@acme.test>",
-                             f"RCPT TO:<{account.bcc}>".encode(), b"DATA"):  # fmt: skip
-                    assert replies_of(sock, reader, line)[:1] in (b"2", b"3")
-                raw = read_data("bcc_simple.eml").replace(
-                    b"<proposal-q3-1@", b"<mapped-%d@" % number
-                )
-                sock.sendall(raw.replace(b"\n", b"\r\n") + b".\r\n")
-                assert reader.readline().startswith(b"250 2.0.0 queued")
+            send_behind_balancer(daemon.smtp_port, header, account.bcc, f"mapped-{number}")
     finally:
         assert daemon.stop() == 0
     captured = [
