@@ -303,3 +303,30 @@ def test_generated_trees() -> None:
             declined += 1
     # Both ways are exercised: the declined shapes reach the comparison too.
     assert built > 900 and declined > 200, (built, declined)
+
+
+_MUTATIONS = (b"\r\n", b"\n", b"-", b"--", b" ", b"\t", b":", b"\r\n\r\n", b"\r\n ", b"=",
+              b'"', b";", b"\xff", b"From ", b"--x\r\n", b"--x--\r\n")  # fmt: skip
+
+
+def test_mutated_messages() -> None:
+    """Real and generated messages with bytes inserted, deleted, or a boundary line repeated
+    elsewhere: where the fast path builds one, it is the feed parser's tree."""
+    rng = random.Random(7)
+    pool = [path.read_bytes() for path in EML] + [generated(random.Random(i))[0] for i in range(50)]
+    built = 0
+    for _ in range(1200):
+        raw = bytearray(rng.choice(pool))
+        for _ in range(rng.randrange(1, 4)):
+            at = rng.randrange(len(raw) + 1)
+            operation = rng.randrange(3)
+            if operation == 0:
+                raw[at:at] = rng.choice(_MUTATIONS)
+            elif operation == 1:
+                del raw[at : at + rng.randrange(1, 4)]
+            else:
+                boundaries = [line for line in raw.split(b"\n") if line.startswith(b"--")]
+                if boundaries:
+                    raw[at:at] = rng.choice(boundaries) + b"\n"
+        built += check(bytes(raw))
+    assert built > 300, built
