@@ -858,6 +858,8 @@ def report(args: argparse.Namespace, data: dict[str, Any]) -> None:
         ratios = data.get("ratios", {})
         for key, value in ratios.items():
             print(f"  ratio {key}: {value}")
+        for key, value in data.get("cpu_ratios", {}).items():
+            print(f"  CPU a message {key}: {value}x")
     for key, prof in data.get("profile", {}).items():
         if "times" not in prof:
             print(f"\nStage profile {key}: {prof.get('error')}")
@@ -1039,6 +1041,17 @@ async def main_async(args: argparse.Namespace, workdir: Path, data: dict[str, An
                 data["ratios"][f"{kind}/sink 10kB"] = round(rates[kind] / rates["sink"], 3)
             if big.get("sink") and kind in big:
                 data["ratios"][f"{kind}/sink 1MB"] = round(big[kind] / big["sink"], 3)
+        # The throughput ratio is about CPU a message (both servers saturate one core): say so.
+        cpu = {
+            k: v["small"].get("cpu_ms_per_msg")
+            for k, v in data["throughput"].items()
+            if "small" in v
+        }
+        data["cpu_ratios"] = {
+            f"{kind}/sink 10kB": round(cpu[kind] / cpu["sink"], 2)
+            for kind in ("sqlite", "postgres")
+            if cpu.get("sink") and cpu.get(kind)
+        }
     if "memory" in args.mode:
         data["memory"] = {}
         await memory(args, workdir, data["memory"], load)
