@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from capture_server import heap, metrics
 from capture_server.api.server import ApiServer
 from capture_server.archive_purge import purge_periodically, purge_scheduled
+from capture_server.authentication.psl import list_source
 from capture_server.capture import CaptureService
 from capture_server.config import ConfigError, Settings, parse_listen
 from capture_server.logging import configure_logging, get_logger
@@ -304,6 +305,8 @@ class Daemon:
         log.info("stopped", unfinished_transactions=left)
 
     async def run(self) -> None:
+        # Read before listening (it takes tens of ms), not by the first message's DMARC check.
+        log.info("public_suffix_list", source=list_source())
         await self.start()
         heap.settle()
         loop = asyncio.get_running_loop()

@@ -227,6 +227,16 @@ def test_sigterm_finishes_the_transaction_in_flight(
     assert len(engagements(cli, account.slug)) == 1
 
 
+def test_the_public_suffix_list_is_read_before_listening(daemon: RunningDaemon) -> None:
+    """Read at start (and said which list), not by the first message's DMARC check."""
+    names = [json.loads(line).get("event") for line in daemon.log().splitlines()
+             if line.startswith("{")]  # fmt: skip
+    assert "public_suffix_list" in names and "listening" in names
+    assert names.index("public_suffix_list") < names.index("listening")
+    [read] = daemon.events("public_suffix_list")
+    assert read["source"]  # a file's path, or "builtin"
+
+
 def test_the_start_up_heap_is_frozen_out_of_the_collector(daemon: RunningDaemon, cli: Cli) -> None:
     """capture_server/heap.py: full collections no longer rescan what start-up built."""
     deadline = time.monotonic() + 20  # logged just after the listeners
