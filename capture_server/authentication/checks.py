@@ -253,8 +253,12 @@ def signature_headers(raw: bytes) -> tuple[bool, bool]:
     Errs towards True: whatever dkimpy would take for a header starts a line before the
     first empty one, so False means check_dkim/check_arc would answer NO_DKIM/NO_ARC.
     """
-    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
-    block = b"\n" + raw[: min(ends) + 1 if ends else len(raw)].lower()
+    # The first "\n\n" or "\n\r\n", whichever comes first, without scanning a big message to
+    # its end for the one it does not have.
+    crlf = raw.find(b"\n\r\n")
+    lf = raw.find(b"\n\n", 0, crlf + 1 if crlf >= 0 else len(raw))
+    end = lf if lf >= 0 else crlf
+    block = b"\n" + raw[: end + 1 if end >= 0 else len(raw)].lower()
     return b"\ndkim-signature" in block, any(name in block for name in _ARC_NAMES)
 
 

@@ -10,6 +10,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capture_server.authentication import DnsCache, DnsConfig
 from capture_server.authentication.checks import signature_headers
@@ -88,6 +90,21 @@ def test_signature_headers_look_at_the_header_block_only(
     head: bytes, expected: tuple[bool, bool]
 ) -> None:
     assert signature_headers(head) == expected
+
+
+def _header_block_as_before(raw: bytes) -> bytes:
+    """The block signature_headers looked at when it searched the whole message for both."""
+    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
+    return b"\n" + raw[: min(ends) + 1 if ends else len(raw)].lower()
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from([b"\n", b"\r", b"\r\n", b"x", b"DKIM-Signature:", b"ARC-Seal:"])))
+def test_signature_headers_stop_at_the_same_line(pieces: list[bytes]) -> None:
+    raw = b"".join(pieces)
+    block = _header_block_as_before(raw)
+    expected = (b"\ndkim-signature" in block, b"\narc-seal" in block)
+    assert signature_headers(raw) == expected
 
 
 def test_one_dnspython_resolver_serves_every_message_of_a_setting(dns_config: DnsConfig) -> None:
