@@ -262,12 +262,16 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     """Build Settings from an optional TOML file, the environment and explicit overrides."""
     if config_file is not None:
         if not config_file.is_file():
-            raise ConfigError(f"config file {config_file} does not exist")
+            state = "is not a file" if config_file.exists() else "does not exist"
+            raise ConfigError(f"config file {config_file} {state}")
         try:
             with config_file.open("rb") as handle:
                 tomllib.load(handle)
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {config_file} is not valid TOML: {error}") from error
+        except OSError as error:  # e.g. no permission for the user the service runs as
+            reason = error.strerror or str(error)
+            raise ConfigError(f"cannot read config file {config_file}: {reason}") from error
     settings_class = _settings_reading(config_file)
     clean = {key: value for key, value in overrides.items() if value is not None}
     try:

@@ -65,6 +65,9 @@ def test_user_errors_are_one_clear_line(cli: Cli) -> None:
                  expect=1)  # fmt: skip
     assert "not a capture address" in output
     output = cli("ingest", "--rcpt", "x@capture.localhost", "/no/such/file", expect=1)
+    output = cli("ingest", "--rcpt", make_account(cli, "beta", "beta.test").bcc, "/no/such/file",
+                 expect=1)  # fmt: skip
+    assert "cannot read /no/such/file: no such file or folder" in output
 
 
 def test_console_script_reports_bad_settings_and_databases(tmp_path: Path) -> None:
@@ -151,3 +154,113 @@ def test_dry_run_under_a_policy_that_creates_no_contacts_lists_the_existing_ones
     ).splitlines()
     engagement = json.loads(line)["engagement"]  # every participant: missing ones are created
     assert len(engagement["contacts"]) == 3 and "contacts_not_created" not in engagement
+
+
+def test_the_capture_address_on_to_or_cc_is_no_contact_and_no_participant(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Reps often put the BCC address on Cc (HubSpot allows To, Cc or Bcc): it is the
+    daemon's own address, neither a contact, nor a company, nor a recipient of the email."""
+    account = make_account(cli)
+    message = tmp_path / "cc.eml"
+    message.write_text(
+        "From: Rita Rep <rita@acme.test>\nTo: Carl <carl@globex.test>\n"
+        f"Cc: {account.bcc.upper()}, {account.reply}\nSubject: Offer\n"
+        "Date: Thu, 05 Nov 2026 08:30:00 +0000\nMessage-ID: <cc-capture@acme.test>\n\nHi Carl\n"
+    )
+    cli("ingest", "--rcpt", account.bcc, str(message))
+    [row] = cli("engagements", "list", account.slug, "--json").splitlines()
+    engagement = json.loads(row)
+    assert engagement["contacts"] == ["carl@globex.test"]
+    assert engagement["companies"] == ["globex.test"]
+    assert engagement["cc"] == []
+    [contact] = cli("contacts", "list", account.slug, "--json").splitlines()
+    assert json.loads(contact)["addresses"] == ["carl@globex.test"]
+    only_capture = tmp_path / "internal.eml"
+    only_capture.write_text(
+        f"From: Rita Rep <rita@acme.test>\nTo: sam@acme.test\nCc: {account.bcc}\n"
+        "Subject: Note\nMessage-ID: <note@acme.test>\n\nfor the team\n"
+    )
+    [line] = cli("dry-run", "--rcpt", account.bcc, str(only_capture), "--json").splitlines()
+    decision = json.loads(line)
+    assert (decision["decision"], decision["reason"]) == ("ignore", "internal_only")
+    assert decision["smtp_reply"] == "250 2.0.0 Accepted, not logged: internal_only (dry-run)"
+
+
+def test_text_output_prints_brackets_from_mail_and_paths_as_they_are(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Subjects, names and file names are data, not rich markup: '[/b]' once crashed the
+    table with a traceback and '[ext]' vanished from it."""
+    account = make_account(cli)
+    message = tmp_path / "offer[red].eml"
+    message.write_text(
+        'From: Rita Rep <rita@acme.test>\nTo: "[ext] Carl" <carl@globex.test>\n'
+        "Subject: [ext] [/b]\nMessage-ID: <brackets@acme.test>\n\nHi\n"
+    )
+    assert f"{message}: log (logged)" in cli("dry-run", "--rcpt", account.bcc, str(message))
+    cli("ingest", "--rcpt", account.bcc, str(message))
+    for command in (["engagements", "list"], ["contacts", "list"], ["events"]):
+        table = cli(*command, account.slug)  # a narrow table may wrap a cell between words
+        assert "[ext]" in table and ("[/b]" in table or command[0] == "contacts")
+    output = cli("dry-run", "--rcpt", account.bcc, str(tmp_path / "gone[/b].eml"), expect=1)
+    assert f"cannot read {tmp_path / 'gone[/b].eml'}" in output
+
+
+def test_a_never_logged_original_sender_of_a_forward_is_never_a_contact(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """The never-log list: addresses 'who are never created as contacts' (DESIGN.md section 1),
+    also when one is the original sender of a forward logged for its other participants."""
+    account = make_account(cli)
+    cli("never-log", "add", account.slug, "hooli.test")
+    forward = tmp_path / "fwd.eml"
+    forward.write_text(
+        f"From: Rita Rep <rita@acme.test>\nTo: {account.forward}\nSubject: Fwd: terms\n"
+        "Message-ID: <fwd-never-log@acme.test>\n\nFYI\n\n"
+        "---------- Forwarded message ---------\nFrom: Gavin <gavin@eu.hooli.test>\n"
+        "Date: Thu, 05 Nov 2026 07:30:00 +0000\nSubject: terms\n"
+        "To: Rita Rep <rita@acme.test>, Vera <vera@vendor.test>\n\nour terms\n"
+    )
+    [line] = cli("dry-run", "--rcpt", account.forward, str(forward), "--json").splitlines()
+    assert json.loads(line)["engagement"]["contacts"] == ["vera@vendor.test"]
+    cli("ingest", "--rcpt", account.forward, str(forward))
+    [row] = cli("engagements", "list", account.slug, "--json").splitlines()
+    assert (json.loads(row)["contacts"], json.loads(row)["companies"]) == (
+        ["vera@vendor.test"], ["vendor.test"]
+    )  # fmt: skip
+    contacts = [json.loads(c)["addresses"] for c in cli("contacts", "list", account.slug,
+                                                         "--json").splitlines()]  # fmt: skip
+    assert contacts == [["vera@vendor.test"]]
+
+
+def test_dry_run_and_ingest_refuse_a_message_over_max_message_bytes_as_the_daemon_does(
+    cli: Cli,
+) -> None:
+    """The daemon answers 552 5.3.4 at DATA above max_message_bytes: dry-run says so, and
+    ingest (messages 'as if they had arrived by SMTP') writes nothing for it."""
+    account = make_account(cli)
+    small = {"CAPTURE_SERVER_MAX_MESSAGE_BYTES": "200"}
+    files = [str(DATA / "bcc_simple.eml")]
+    [line] = cli("dry-run", "--rcpt", account.bcc, *files, "--json", env_extra=small).splitlines()
+    decision = json.loads(line)
+    assert (decision["decision"], decision["reason"]) == ("reject", "message_too_large")
+    assert decision["smtp_reply"].startswith("552 5.3.4") and decision["engagement"] is None
+    assert decision["trace"][0]["outcome"] == "reject"
+    output = cli("ingest", "--rcpt", account.bcc, *files, "--json", env_extra=small)
+    assert "over max_message_bytes (200); not ingested" in output  # on stderr, per message
+    summary = json.loads(output.splitlines()[-1])
+    assert summary["summary"] == [
+        {"decision": "reject", "reason": "message_too_large", "messages": 1}
+    ]
+    assert cli("engagements", "list", account.slug, "--json") == ""
+    assert cli("events", account.slug, "--json") == ""
+
+
+def test_a_samsung_forward_keeps_the_original_us_date(sqlite_cli: Cli) -> None:
+    """'11/5/26 16:45 (GMT-05:00)' in a forward sent on 6 Nov 2026 is 5 Nov, not 11 May."""
+    account = make_account(sqlite_cli)
+    files = [str(DATA / "fwd_samsung_android.eml"), str(DATA / "fwd_ionos_fr.eml")]
+    lines = sqlite_cli("dry-run", "--rcpt", account.forward, *files, "--json").splitlines()
+    dates = [json.loads(line)["engagement"]["occurred_at"][:10] for line in lines]
+    assert dates == ["2026-11-05", "2026-11-05"]

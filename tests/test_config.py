@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -58,3 +60,20 @@ def test_missing_or_broken_config_file(tmp_path: Path) -> None:
     broken.write_text("max_recipients = = 3")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(broken)
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_settings(tmp_path)
+
+
+def test_an_unreadable_config_file_is_one_clear_line(tmp_path: Path) -> None:
+    """A file that cannot be read (no permission for the service user; here a file whose
+    reading fails) is a one-line error and exit 2, never a traceback."""
+    unreadable = "/proc/self/mem"  # a regular file to stat, EIO to read at offset 0
+    if not Path(unreadable).is_file():
+        pytest.skip("needs Linux /proc")
+    result = subprocess.run(
+        [sys.executable, "-m", "capture_server", "--config", unreadable, "contacts", "list",
+         "acme"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"cannot read config file {unreadable}" in result.stderr

@@ -6,6 +6,7 @@ import asyncio
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from capture_server.authentication import DnsConfig, check_domain
 from capture_server.cli.common import app, out, print_json, settings
@@ -37,7 +38,8 @@ def auth_check(
 
 def _print(report: dict[str, Any]) -> None:
     ready = "[green]ready[/]" if report.get("ready") else "[red]not ready[/]"
-    out.print(f"[bold]{report['domain']}[/]: {ready} for auth_mode enforce")
+    domain = escape(str(report["domain"]))
+    out.print(f"[bold]{domain}[/]: {ready} for auth_mode enforce", markup=True)
     spf = report.get("spf") or {}
     if spf.get("present"):
         out.print(f"  SPF    {spf.get('record') or spf.get('records')}", markup=False)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -42,10 +43,13 @@ from capture_server.cli.common import (
 )
 from capture_server.logging import configure_logging
 from capture_server.pipeline.message import (
+    Action,
     CapturedMessage,
     CaptureTarget,
     Decision,
     Envelope,
+    Reason,
+    TraceEntry,
 )
 from capture_server.received import received_keys
 from capture_server.smtp import replies
@@ -134,7 +138,7 @@ def decision_json(file: str, decision: Decision, existing: set[str] | None = Non
         "file": file,
         "decision": decision.action.value,
         "reason": decision.reason.value,
-        "smtp_reply": replies.for_decision(decision, "(dry-run)", "(dry-run)"),
+        "smtp_reply": replies.for_decision(decision, "(dry-run)", "dry-run"),
         "engagement": engagement,
         "trace": [entry.as_dict() for entry in decision.trace],
         "authentication": decision.authentication.as_dict() if decision.authentication else None,
@@ -161,23 +165,42 @@ def dry_run(
     target = _target(store, rcpt)
     for path in files:
         raw = _read_file(path)
-        envelope = replace(_envelope(raw, rcpt, mail_from, "cli"), client_ip=client_ip, helo=helo)
-        try:
-            evidence = service.gather_evidence_now(raw, envelope, target)
-            decision = service.decide(CapturedMessage(envelope, target, raw, evidence))
-            draft = decision.draft
-            # A policy that creates no contacts associates the existing ones only: say which.
-            existing = None if draft is None or draft.create_contacts else existing_contacts(
-                store, target.account_id, [mailbox.key for mailbox in draft.contacts]
-            )  # fmt: skip
-        except StoreUnavailable as error:
-            fail(f"the database is unavailable: {error}")
+        existing = None
+        decision = _too_large(raw, current.max_message_bytes)
+        if decision is None:
+            envelope = replace(
+                _envelope(raw, rcpt, mail_from, "cli"), client_ip=client_ip, helo=helo
+            )
+            try:
+                evidence = service.gather_evidence_now(raw, envelope, target)
+                decision = service.decide(CapturedMessage(envelope, target, raw, evidence))
+                draft = decision.draft
+                # A policy that creates no contacts associates the existing ones only: say which.
+                existing = None if draft is None or draft.create_contacts else existing_contacts(
+                    store, target.account_id, [mailbox.key for mailbox in draft.contacts]
+                )  # fmt: skip
+            except StoreUnavailable as error:
+                fail(f"the database is unavailable: {error}")
         if as_json:
             print_json(decision_json(str(path), decision, existing))
             continue
-        out.print(f"[bold]{path}[/]: {decision.action.value} ({decision.reason.value})")
+        out.print(
+            f"[bold]{escape(str(path))}[/]: {decision.action.value} ({decision.reason.value})",
+            markup=True,
+        )
         for entry in decision.trace:
             out.print(f"  {entry.stage:<13} {entry.outcome:<7} {entry.detail}", markup=False)
+
+
+def _too_large(raw: bytes, limit: int) -> Decision | None:
+    """Above max_message_bytes the daemon answers 552 5.3.4 at DATA, before any pipeline or
+    capture event: dry-run and ingest decide the same."""
+    if len(raw) <= limit:
+        return None
+    detail = f"message of {len(raw)} bytes is over max_message_bytes ({limit})"
+    return Decision(
+        Action.REJECT, Reason.MESSAGE_TOO_LARGE, (TraceEntry("size", "reject", detail),)
+    )
 
 
 def _envelope(raw: bytes, rcpt: str, mail_from: str | None, protocol: str) -> Envelope:
@@ -215,6 +238,8 @@ def _messages(path: Path) -> list[tuple[str, Callable[[], bytes]]]:
             ]
     except (OSError, mailbox.Error) as error:
         fail(f"cannot read {path}: {getattr(error, 'strerror', None) or error}")
+    if not path.exists():
+        fail(f"cannot read {path}: no such file or folder")
     fail(f"{path} is not a file, a folder, an mbox or a Maildir")
 
 
@@ -304,6 +329,10 @@ def _ingest_one(
     except (OSError, KeyError, mailbox.Error) as error:
         err.print(f"cannot read {label}: {getattr(error, 'strerror', None) or error}", markup=False)
         return UNREADABLE
+    too_large = _too_large(raw, service.settings.max_message_bytes)
+    if too_large is not None:
+        err.print(f"{label}: {too_large.trace[0].detail}; not ingested", markup=False)
+        return too_large.action.value, too_large.reason.value
     try:
         # By its Message-ID; one without is known by its bytes (the event's raw_sha256).
         message_id = received_keys(raw).message_id

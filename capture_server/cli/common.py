@@ -10,6 +10,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.exc import DBAPIError
 
 from capture_server.config import ConfigError, Settings, load_settings
@@ -36,8 +37,10 @@ SlugArg = Annotated[str, typer.Argument(help="the account's slug")]
 JsonLine = Annotated[bool, typer.Option("--json", help="one JSON object")]
 JsonLines = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
 
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# markup=False: what is printed holds mail (subjects, names) and paths, never rich markup;
+# "[/b]" in a subject once crashed a table, and "[ext]" vanished from it.
+out = Console(soft_wrap=True, highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 class State:
@@ -46,7 +49,7 @@ class State:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
 

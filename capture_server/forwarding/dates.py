@@ -97,14 +97,27 @@ def _build(year: int, month: int, day: int, text: str) -> datetime | None:
         return None
 
 
-def parse_printed_date(s: str) -> datetime | None:
+def _latest_not_after(
+    reference: datetime, default: datetime | None, other: datetime | None
+) -> datetime | None:
+    """Of the two readings of an ambiguous numeric date (5/11 as 5 Nov or 11 May), the latest
+    that is not after the reference (the forward: its original was written before it, give or
+    take a day of time zones); the default reading when neither fits."""
+    limit = reference.replace(tzinfo=None) + timedelta(days=1)
+    fitting = [c for c in (default, other) if c is not None and c.replace(tzinfo=None) <= limit]
+    return max(fitting, key=lambda c: c.replace(tzinfo=None)) if fitting else default
+
+
+def parse_printed_date(s: str, reference: datetime | None = None) -> datetime | None:
     """Parse a date as a mail client printed it; ``None`` when unsure.
 
     Understands RFC 2822, ISO 8601 and the printed forms of the common clients in the
     languages of :mod:`capture_server.forwarding.tables` ("Mon, Oct 28, 2021 at 12:46 PM",
     "28. okt. 2021 kl. 12.46", "le 28 oct. 2021 à 12:46", "2021. október 26. 14:25",
     "28/10/2021 12:46", "2022年9月19日 17:55").  Naive when no zone is printed.
-    All-numeric dates are read day-first unless a 12-hour clock is printed (US style).
+    All-numeric dates are read day-first unless a 12-hour clock is printed (US style); with
+    a reference (when the forward was sent), one that reads both ways is the reading that is
+    latest but not after it (Samsung's US "11/5/26 16:45" in a forward of 6 Nov: 5 Nov).
     """
     text = " ".join(s[:MAX_DATE_CHARS].split())
     if not text:
@@ -141,6 +154,10 @@ def parse_printed_date(s: str) -> datetime | None:
                 day, month = a, b
             else:
                 month, day = a, b
+            if reference is not None and a != b and a <= 12 and b <= 12 and not twelve_hour:
+                return _latest_not_after(
+                    reference, _build(year, month, day, rest), _build(year, day, month, rest)
+                )
         return _build(year, month, day, rest)
     # Words: a month name, a day number and a four-digit year.
     time_match: Any = _TIME.search(text)

@@ -79,7 +79,10 @@ def filter_stage(work: Work) -> Work | Decision:
             Reason.BODY_TOO_LARGE,
             f"body of {work.parsed.body_bytes} bytes is over {snapshot.rules.max_body_bytes}",
         )
-    email = work.email
+    # A capture address on To/Cc (reps may put it there, not on Bcc) is the daemon's own,
+    # not a participant: neither a contact nor a company, nor a recipient of the email.
+    capture = _capture_addresses(work.email, work.message.envelope.rcpt)
+    email = _without(work.email, capture)
     external = [m for m in email.participants if is_external(snapshot, m)]
     if not external:
         return work.decide(
@@ -97,7 +100,17 @@ def filter_stage(work: Work) -> Work | Decision:
     detail = f"{len(external)} external participant(s)"
     if blocked:
         detail += f", {len(blocked)} never-logged dropped"
+    if capture:
+        detail += f", {len(capture)} capture address(es) dropped"
     return work.advance(STAGE, "pass", detail, email=kept)
+
+
+def _capture_addresses(email: Email, rcpt: str) -> set[str]:
+    """Recipients on the capture domain (the domain of the capture address it came to)."""
+    capture_domain = Mailbox(rcpt).domain if "@" in rcpt else ""
+    if not capture_domain:
+        return set()
+    return {m.key for m in (*email.to, *email.cc) if m.domain == capture_domain}
 
 
 def _without(email: Email, blocked: set[str]) -> Email:

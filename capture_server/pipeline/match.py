@@ -36,7 +36,11 @@ def match_stage(work: Work) -> Work | Decision:
     for mailbox in candidates:
         if mailbox.key in contacts or not is_external(snapshot, mailbox):
             continue
-        if is_role_address(mailbox.key, rules.role_local_parts):
+        if is_never_logged(snapshot, mailbox):
+            # The filter dropped never-logged recipients; a forward's or a reply's sender
+            # stays on the email, and is still never made a contact.
+            skipped.append(f"{mailbox.key} (never-log list)")
+        elif is_role_address(mailbox.key, rules.role_local_parts):
             skipped.append(f"{mailbox.key} (role address)")
         elif tombstone_hash(snapshot.account_id, mailbox.key) in snapshot.tombstones:
             skipped.append(f"{mailbox.key} (permanently deleted)")

@@ -67,7 +67,8 @@ def unwrap_stage(work: Work) -> Work | Decision:
                 Reason.NO_FORWARDED_HEADER,
                 "no forwarded header block and no attached message found",
             )
-        original = _email_from_block(block, outer)
+        sent = outer.email.occurred_at or work.message.envelope.received_at
+        original = _email_from_block(block, outer, sent)
         note = block.note
         phrase = automated_subject(original.subject)
         automated = f"subject of an auto-reply or bounce ({phrase!r})" if phrase else None
@@ -129,7 +130,9 @@ def _aware(when: datetime | None) -> datetime | None:
     return when.replace(tzinfo=UTC) if when and when.tzinfo is None else when
 
 
-def _email_from_block(block: ForwardedBlock, outer: ParsedMessage) -> Email:
+def _email_from_block(block: ForwardedBlock, outer: ParsedMessage, reference: datetime) -> Email:
+    """reference: when the forward was sent; it settles a printed date that reads two ways."""
+
     def mailboxes(found: tuple[object, ...]) -> tuple[Mailbox, ...]:
         return tuple(m for m in (_mailbox(item) for item in found) if m is not None)
 
@@ -139,7 +142,7 @@ def _email_from_block(block: ForwardedBlock, outer: ParsedMessage) -> Email:
         to=mailboxes(block.to),
         cc=mailboxes(block.cc),
         subject=subject,
-        occurred_at=_aware(parse_printed_date(block.date)) if block.date else None,
+        occurred_at=_aware(parse_printed_date(block.date, reference)) if block.date else None,
         message_id=None,
         body_text=block.body,
         # Clients re-attach the original's files to the forward.

@@ -494,6 +494,28 @@ def test_parse_printed_date(printed: str, expected: datetime) -> None:
 
 
 @pytest.mark.parametrize(
+    ("printed", "expected"),
+    [
+        (
+            "11/5/26 16:45 (GMT-05:00)",
+            datetime(2026, 11, 5, 16, 45, tzinfo=timezone(-timedelta(hours=5))),
+        ),
+        ("05/11/2026 22:45", datetime(2026, 11, 5, 22, 45)),  # day-first where that fits
+        ("05.11.2026 22:45", datetime(2026, 11, 5, 22, 45)),
+        ("6/11/2026 08:00", datetime(2026, 11, 6, 8, 0)),  # the forward's day: day-first
+        ("12/12/2026 08:00", datetime(2026, 12, 12, 8, 0)),  # not ambiguous; after: kept
+    ],
+)
+def test_an_ambiguous_numeric_date_is_read_as_the_latest_not_after_the_forward(
+    printed: str, expected: datetime
+) -> None:
+    """The original was written before its forward (here 6 Nov 2026): of 11/5 as 11 May or
+    5 Nov, Samsung's US 5 Nov; of 05/11, Europe's 5 Nov. Without a reference: day-first."""
+    forwarded_at = datetime(2026, 11, 6, 9, 12, tzinfo=timezone(timedelta(hours=1)))
+    assert parse_printed_date(printed, reference=forwarded_at) == expected
+
+
+@pytest.mark.parametrize(
     "printed",
     [
         "",

@@ -104,7 +104,7 @@ def test_ingest_errors_are_one_clear_line(sqlite_cli: Cli, tmp_path: Path) -> No
     cli = sqlite_cli
     account = make_account(cli)
     for path, expected in (
-        (tmp_path / "missing.mbox", "is not a file, a folder, an mbox or a Maildir"),
+        (tmp_path / "missing.mbox", "cannot read"),
         (tmp_path, "is not a file, a folder"),  # an empty folder: nothing to ingest is fine
     ):
         if path == tmp_path:
