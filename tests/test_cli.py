@@ -70,6 +70,16 @@ def test_user_errors_are_one_clear_line(cli: Cli) -> None:
     assert "cannot read /no/such/file: no such file or folder" in output
 
 
+def test_a_free_mail_domain_is_no_account_domain(cli: Cli) -> None:
+    """Every address of an account domain is the account's own: with gmail.com, mail with
+    anyone there would be internal and never logged. Refused with a clear line."""
+    output = cli("account", "add", "solo", "--name", "Solo", "--domain", "solo.test",
+                 "--domain", "GMail.com", expect=1)  # fmt: skip
+    assert "gmail.com is a free-mail domain" in output and "Traceback" not in output
+    assert "solo" not in cli("account", "list")
+    make_account(cli, "solo", "solo.test")  # its own domain is fine
+
+
 def test_console_script_reports_bad_settings_and_databases(tmp_path: Path) -> None:
     env = {**os.environ, "CAPTURE_SERVER_SMTP_LISTEN": "not-a-port"}
     result = subprocess.run(

@@ -22,6 +22,7 @@ from sqlmodel import Session, SQLModel, col, select
 from capture_server.account_settings import describe_rules, rules_from_json, updated_settings
 from capture_server.archive import raw_key
 from capture_server.capture_addresses import capture_address, valid_slug
+from capture_server.pipeline.defaults import FREE_MAIL_DOMAINS
 from capture_server.pipeline.identity import tombstone_hash
 from capture_server.pipeline.message import (
     AccountRules,
@@ -238,6 +239,14 @@ class Store:
         clean_domains = sorted({d.strip().lower().lstrip("@").rstrip(".") for d in domains})
         if not clean_domains or any("." not in d or "@" in d for d in clean_domains):
             raise StoreError("give each --domain as a domain name such as example.com")
+        free = [d for d in clean_domains if d in FREE_MAIL_DOMAINS]
+        if free:
+            # Every address of an account domain is the account's own: mail with anyone on
+            # gmail.com would be internal, never logged, and no one there a contact.
+            raise StoreError(
+                f"{', '.join(free)} is a free-mail domain, not the company's own: every address "
+                "there would count as internal; give the domain the company's mail comes from"
+            )
         try:
             with self._write() as session:
                 account = Account(slug=slug, name=name)
