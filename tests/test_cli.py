@@ -80,6 +80,23 @@ def test_a_free_mail_domain_is_no_account_domain(cli: Cli) -> None:
     make_account(cli, "solo", "solo.test")  # its own domain is fine
 
 
+def test_a_mistyped_sqlite_path_is_reported_and_not_created(tmp_path: Path) -> None:
+    """Connecting would create an empty file behind a typo; init still creates one."""
+    typo = tmp_path / "captrue.db"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "capture_server", "--database-url", f"sqlite:///{typo}",
+             *args], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+
+    result = run("account", "list")
+    assert result.returncode == 1 and f"no database file {typo}" in result.stderr
+    assert not typo.exists()
+    assert run("init").returncode == 0
+    assert run("account", "list").returncode == 0
+
+
 def test_console_script_reports_bad_settings_and_databases(tmp_path: Path) -> None:
     env = {**os.environ, "CAPTURE_SERVER_SMTP_LISTEN": "not-a-port"}
     result = subprocess.run(

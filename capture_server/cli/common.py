@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from capture_server.config import ConfigError, Settings, load_settings
@@ -63,6 +64,9 @@ def settings(**overrides: Any) -> Settings:
 def open_store(current: Settings, *, require_schema: bool = True) -> Store:
     try:
         engine = make_engine(current.database_url)
+        missing = _missing_sqlite_file(engine) if require_schema else None
+        if missing is not None:  # connecting would leave an empty file behind a typo
+            fail(f"no database file {missing}: run `capture-server init`, or check the URL")
         if require_schema and not is_up_to_date(engine):
             fail("the database is not initialised or is out of date: run `capture-server init`")
         return Store(engine)
@@ -70,6 +74,14 @@ def open_store(current: Settings, *, require_schema: bool = True) -> Store:
         fail(str(error), 2)
     except DBAPIError as error:
         fail(f"cannot reach the database: {first_line(error)}")
+
+
+def _missing_sqlite_file(engine: Engine) -> str | None:
+    """The file a SQLite URL names when it does not exist (SQLite would create it)."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return None if Path(database).exists() else database
 
 
 T = TypeVar("T")
