@@ -203,6 +203,10 @@ class Daemon:
             bound.append(("api", *await self.api.start()))
         for protocol, host, port in bound:
             log.info("listening", protocol=protocol, host=host, port=port)
+        if not any(protocol in ("smtp", "lmtp", "smtps") for protocol, _, _ in bound):
+            # Allowed (a node that only sends webhooks or serves the API), rarely meant.
+            log.warning("no_mail_listener", detail="smtp_listen, lmtp_listen and smtps_listen "
+                        "are all empty: this daemon receives no mail")  # fmt: skip
         self.webhooks.start()
         self._start_archive_purge()
         return bound

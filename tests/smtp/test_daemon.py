@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import smtplib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -225,6 +229,30 @@ def test_sigterm_finishes_the_transaction_in_flight(
     sigterm_during_delivery(daemon, account.bcc)
     assert daemon.process.wait(timeout=30) == 0
     assert len(engagements(cli, account.slug)) == 1
+
+
+def test_a_daemon_without_mail_listeners_warns(tmp_path: Path) -> None:
+    """`serve --smtp '' --lmtp ''` is allowed (a node for webhooks or the API) but warned of."""
+    log_path = tmp_path / "daemon.log"
+    env = {**os.environ, "CAPTURE_SERVER_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
+           "CAPTURE_SERVER_QUARANTINE_DIR": str(tmp_path / "q"),
+           "CAPTURE_SERVER_LOG_FORMAT": "json"}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "capture_server", "serve", "--smtp", "", "--lmtp", ""],
+        env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while '"heap_settled"' not in log_path.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text()
+            time.sleep(0.05)
+        events = [json.loads(line) for line in log_path.read_text().splitlines()
+                  if line.startswith("{")]  # fmt: skip
+        [warning] = [e for e in events if e.get("event") == "no_mail_listener"]
+        assert warning["level"] == "warning" and "receives no mail" in warning["detail"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
 
 
 def test_the_public_suffix_list_is_read_before_listening(daemon: RunningDaemon) -> None:
