@@ -15,7 +15,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from capture_server.config import ConfigError, Settings, load_settings
-from capture_server.store.db import DatabaseConfigError, is_up_to_date, make_engine
+from capture_server.store.db import (
+    DatabaseConfigError,
+    is_up_to_date,
+    make_engine,
+    sqlite_file,
+)
 from capture_server.store.repositories import Store, StoreError
 
 app = typer.Typer(
@@ -78,8 +83,8 @@ def open_store(current: Settings, *, require_schema: bool = True) -> Store:
 
 def _missing_sqlite_file(engine: Engine) -> str | None:
     """The file a SQLite URL names when it does not exist (SQLite would create it)."""
-    database = engine.url.database if engine.dialect.name == "sqlite" else None
-    if not database or database == ":memory:" or database.startswith("file:"):
+    database = sqlite_file(engine)
+    if database is None or database.startswith("file:"):  # a URI: SQLite's to read
         return None
     return None if Path(database).exists() else database
 

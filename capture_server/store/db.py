@@ -101,7 +101,7 @@ class WriterTurn:
     """
 
     def __init__(self, database: str | None) -> None:
-        self.path = f"{database}-writelock" if database and database != ":memory:" else None
+        self.path = f"{database}-writelock" if database else None
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -126,8 +126,13 @@ class WriterTurn:
 
 def writer_turn(engine: Engine) -> WriterTurn:
     """The turn to take around write transactions; a no-op for PostgreSQL and memory DBs."""
+    return WriterTurn(sqlite_file(engine))
+
+
+def sqlite_file(engine: Engine) -> str | None:
+    """The database file of a SQLite engine; None for PostgreSQL and in-memory databases."""
     database = engine.url.database if engine.dialect.name == "sqlite" else None
-    return WriterTurn(database)
+    return database if database and database != ":memory:" else None
 
 
 # An execution option of engine variants that only read, one statement at a time.
