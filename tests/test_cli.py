@@ -291,3 +291,39 @@ def test_a_samsung_forward_keeps_the_original_us_date(sqlite_cli: Cli) -> None:
     lines = sqlite_cli("dry-run", "--rcpt", account.forward, *files, "--json").splitlines()
     dates = [json.loads(line)["engagement"]["occurred_at"][:10] for line in lines]
     assert dates == ["2026-11-05", "2026-11-05"]
+
+
+def test_piped_tables_keep_whole_ids_subjects_and_addresses(
+    sqlite_cli: Cli, tmp_path: Path
+) -> None:
+    """Text output into a pipe is as wide as its rows (as `ps` prints): rich's 80 columns cut
+    ids and addresses, and a script's grep or awk found half of them. COLUMNS still rules."""
+    account = make_account(sqlite_cli)
+    subject = "Renewal of the enterprise agreement for all European subsidiaries, 2027 to 2029"
+    message = tmp_path / "long.eml"
+    message.write_text(
+        "From: Rita Rep <rita@acme.test>\n"
+        "To: Bartholomew Longname <bartholomew.longname@subsidiary-holdings.globex.test>\n"
+        f"Subject: {subject}\nMessage-ID: <long@acme.test>\n\nHi\n"
+    )
+    sqlite_cli("ingest", "--rcpt", account.bcc, str(message))
+    [row] = [
+        json.loads(line)
+        for line in sqlite_cli("engagements", "list", "acme", "--json").splitlines()
+    ]
+
+    def listed(columns: str | None) -> str:
+        env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+        result = subprocess.run(
+            [sys.executable, "-m", "capture_server", "--database-url", sqlite_cli.database_url,
+             "engagements", "list", "acme"],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+            env=env | ({"COLUMNS": columns} if columns else {}),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    piped = listed(None)
+    [line] = [line for line in piped.splitlines() if row["id"] in line]
+    assert subject in line and "bartholomew.longname@subsidiary-holdings.globex.test" in line
+    assert row["id"] not in listed("80")  # a narrow COLUMNS is obeyed (and cuts)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TextIO, TypeVar
 
 import typer
 from rich.console import Console
@@ -43,9 +44,23 @@ SlugArg = Annotated[str, typer.Argument(help="the account's slug")]
 JsonLine = Annotated[bool, typer.Option("--json", help="one JSON object")]
 JsonLines = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
 
+
+def piped_width(stream: TextIO) -> int | None:
+    """Tables written to a pipe or a file keep whole cells, as `ps` does: cut to 80 columns
+    (rich's width without a terminal) an id or an address is useless to grep or awk.
+    None (rich's own reckoning) on a terminal, or when COLUMNS says how wide to be."""
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):  # replaced, or closed
+        terminal = False
+    return None if terminal or os.environ.get("COLUMNS") else PIPED_WIDTH
+
+
+PIPED_WIDTH = 100_000  # wider than any row; tables are as wide as their content
+
 # markup=False: what is printed holds mail (subjects, names) and paths, never rich markup;
 # "[/b]" in a subject once crashed a table, and "[ext]" vanished from it.
-out = Console(soft_wrap=True, highlight=False, markup=False)
+out = Console(soft_wrap=True, highlight=False, markup=False, width=piped_width(sys.stdout))
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
