@@ -31,7 +31,7 @@ def shape_stage(work: Work) -> Work | Decision:
     # Identity comes from the email as sent, before the sharing level hides anything.
     digest = content_hash(email)
     thread_id = work.thread.thread_id if work.thread else _thread_id(work, email)
-    shared = _apply_sharing(email, owner.sharing)
+    shared = _apply_sharing(_dated(work, email), owner.sharing)
     draft = EngagementDraft(
         kind=work.message.target.kind,
         direction=work.direction or Direction.OUTGOING,
@@ -68,6 +68,16 @@ def shape_stage(work: Work) -> Work | Decision:
             draft,
         )
     return work.decide(STAGE, Action.LOG, Reason.LOGGED, detail, draft)
+
+
+def _dated(work: Work, email: Email) -> Email:
+    """An activity needs a time. Without a usable Date: the forward's own Date (the original
+    was sent before it), else when the message arrived. Set after the content hash, which
+    must not change from one delivery of the same message to the next."""
+    if email.occurred_at is not None:
+        return email
+    outer = work.parsed.email.occurred_at if work.parsed else None
+    return dataclasses.replace(email, occurred_at=outer or work.message.envelope.received_at)
 
 
 def _thread_id(work: Work, email: Email) -> str:

@@ -63,8 +63,8 @@ def run(
     kind: Kind = Kind.BCC,
     mail_from: str = "rita@acme.test",
     snap: AccountSnapshot | None = None,
+    received_at: datetime = datetime(2026, 11, 23, tzinfo=UTC),
 ) -> Decision:
-    envelope = Envelope(mail_from, f"acme-{kind.value}@capture.localhost", "test",
-                        datetime(2026, 11, 23, tzinfo=UTC))  # fmt: skip
+    envelope = Envelope(mail_from, f"acme-{kind.value}@capture.localhost", "test", received_at)
     message = CapturedMessage(envelope, CaptureTarget(7, "acme", kind), raw)
     return run_pipeline(message, snap or snapshot(), STAGES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 
@@ -175,6 +176,24 @@ def test_forward_as_attachment_is_the_original() -> None:
 def test_forward_without_a_forwarded_block_is_ignored() -> None:
     decision = run(read_data("bcc_simple.eml"), kind=Kind.FORWARD)
     assert (decision.action, decision.reason) == (Action.IGNORE, Reason.NO_FORWARDED_HEADER)
+
+
+def test_an_email_without_a_date_is_dated_when_sent_or_received_outside_its_identity() -> None:
+    """An activity needs a time: a BCC without Date gets its arrival (the envelope's), a
+    forward whose block prints no date the forward's own Date; neither enters the content
+    hash, so the same message delivered twice still dedupes."""
+    bcc = read_data("bcc_simple.eml").replace(b"Date: Tue, 03 Nov 2026 10:15:00 +0100\n", b"")
+    bcc = bcc.replace(b"Message-ID: <proposal-q3-1@mail.acme.test>\n", b"")
+    draft = run(bcc).draft
+    assert draft is not None and draft.email.occurred_at == datetime(2026, 11, 23, tzinfo=UTC)
+    later = run(bcc, received_at=datetime(2026, 11, 24, tzinfo=UTC)).draft
+    assert later is not None and later.email.occurred_at == datetime(2026, 11, 24, tzinfo=UTC)
+    assert later.dedupe_key == draft.dedupe_key and later.dedupe_key.startswith("sha:")
+    forward = read_data("fwd_gmail.eml").replace(b"Date: Thu, Nov 5, 2026 at 4:45 PM\r\n", b"")
+    draft = run(forward, kind=Kind.FORWARD).draft
+    assert draft is not None and draft.email.sender is not None
+    assert draft.email.sender.address == "paula@umbrella.test"
+    assert draft.email.occurred_at == datetime(2026, 11, 6, 8, 12, tzinfo=UTC)
 
 
 def test_unparseable_garbage_does_not_raise() -> None:
