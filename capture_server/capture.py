@@ -6,10 +6,16 @@ The SMTP handler, `ingest` and `dry-run` all come through here, so they decide a
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import os
+import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from capture_server import metrics
 from capture_server.archive import ArchiveError, RawArchive
@@ -38,8 +44,16 @@ from capture_server.pipeline.thread import thread_lookup
 from capture_server.smtp import replies
 from capture_server.spool import Quarantine
 from capture_server.store.repositories import RecordResult, Store, StoreUnavailable, new_id
+from capture_server.store.writer import GroupWriter
 
 log = get_logger("capture")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# As many as the default pool would have (Python 3.8+): the pipeline holds the GIL, so more
+# threads would not run more messages at once; without group commit each one also holds a
+# store connection while it writes.
+CAPTURE_THREADS = min(32, (os.cpu_count() or 1) + 4)
 
 
 def rules_defaults(settings: Settings) -> AccountRules:
@@ -69,9 +83,18 @@ class CaptureService:
         self.archive = RawArchive(Path(settings.archive_dir)) if settings.archive_dir else None
         self.defaults = rules_defaults(settings)
         self.dns_cache = DnsCache(settings.dns_cache_seconds)
-        # The daemon may set a GroupWriter's (store/writer.py): concurrent records, one commit.
-        self.recorder: Callable[..., RecordResult] | None = None
+        # The daemon may set a GroupWriter (store/writer.py): concurrent records, one commit.
+        self.writer: GroupWriter | None = None
+        # capture_async's threads, apart from the default pool (see there); made on first use.
+        self._executor: ThreadPoolExecutor | None = None
         self._runner: asyncio.Runner | None = None  # gather_evidence_now's event loop
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(CAPTURE_THREADS, thread_name_prefix="capture")
+            weakref.finalize(self, self._executor.shutdown, wait=False)
+        return self._executor
 
     def use_settings(self, settings: Settings) -> None:
         """Swap in reloaded settings (SIGHUP); the quarantine and archive folders stay."""
@@ -184,42 +207,94 @@ class CaptureService:
         A pipeline crash holds the message in the quarantine (replay raises instead).
         """
         message = CapturedMessage(envelope, target, raw, evidence)
+        event_id = event_id or new_id("evt")
         try:
-            decision = self.decide(message)
-            # The caller may have chosen it already, to bind it to every log line of the message.
-            event_id = event_id or new_id("evt")
-            archive_key = self.archive_raw(raw, decision)
+            decision, archive_key = self._decide_to_record(message)
+            record = self.writer.record if self.writer else self.store.record
             with metrics.STORE_SECONDS.labels("record").time():
-                result = (self.recorder or self.store.record)(
+                result = record(
                     message, decision, event_id, replies.for_decision, archive_key=archive_key
                 )
         except StoreUnavailable:
             raise
         except Exception as error:
-            # A bug in a stage, or a write the database refuses for this message alone:
-            # retrying would fail forever, so hold it whole for `replay` and say so.
             if not quarantine_on_crash:
                 raise
-            quarantine_id = self.quarantine.put(envelope, raw, f"{type(error).__name__}: {error}")
-            log.error(
-                "message_held",
-                quarantine_id=quarantine_id,
-                error=type(error).__name__,
-                account=target.account_slug,
-                exc_info=True,
-            )
-            return Outcome(replies.quarantined(quarantine_id), None, None, None)
-        reply = result.smtp_reply
+            return self._hold(message, error)
+        return self._captured(message, result, event_id)
+
+    async def capture_async(
+        self,
+        raw: bytes,
+        envelope: Envelope,
+        target: CaptureTarget,
+        *,
+        evidence: AuthEvidence | None,
+        event_id: str,
+    ) -> Outcome:
+        """capture() for the daemon: the pipeline and the writes run on the capture threads,
+        and no thread waits out a group commit (the event loop awaits it).
+
+        The default thread pool stays free for RCPT look-ups, health checks and DKIM, however
+        slow the database is (a capture may wait for its commit as long as SQLite's busy
+        timeout)."""
+        message = CapturedMessage(envelope, target, raw, evidence)
+        in_thread = self._on_capture_thread
+        try:
+            decision, archive_key = await in_thread(self._decide_to_record, message)
+            args = (message, decision, event_id, replies.for_decision)
+            started = time.perf_counter()
+            if self.writer is not None:
+                committed = self.writer.submit(*args, archive_key=archive_key)
+                result = await asyncio.wrap_future(committed)
+            else:
+                result = await in_thread(self.store.record, *args, archive_key=archive_key)
+            metrics.STORE_SECONDS.labels("record").observe(time.perf_counter() - started)
+        except StoreUnavailable:
+            raise
+        except Exception as error:
+            return await in_thread(self._hold, message, error)
+        return self._captured(message, result, event_id)
+
+    async def _on_capture_thread(
+        self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """asyncio.to_thread on the capture threads (with the log context, as to_thread)."""
+        call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    def _decide_to_record(self, message: CapturedMessage) -> tuple[Decision, str | None]:
+        """The pipeline's decision, and the archive key to record with it."""
+        decision = self.decide(message)
+        return decision, self.archive_raw(message.raw, decision)
+
+    def _hold(self, message: CapturedMessage, error: Exception) -> Outcome:
+        """A bug in a stage, or a write the database refuses for this message alone:
+        retrying would fail forever, so hold it whole for `replay` and say so."""
+        quarantine_id = self.quarantine.put(
+            message.envelope, message.raw, f"{type(error).__name__}: {error}"
+        )
+        log.error(
+            "message_held",
+            quarantine_id=quarantine_id,
+            error=type(error).__name__,
+            account=message.target.account_slug,
+            exc_info=error,
+        )
+        return Outcome(replies.quarantined(quarantine_id), None, None, None)
+
+    @staticmethod
+    def _captured(message: CapturedMessage, result: RecordResult, event_id: str) -> Outcome:
         metrics.MESSAGES.labels(result.decision.action.value, result.decision.reason.value).inc()
         log.info(
             "message_captured",
-            account=target.account_slug,
-            kind=target.kind.value,
+            account=message.target.account_slug,
+            kind=message.target.kind.value,
             decision=result.decision.action.value,
             reason=result.decision.reason.value,
             event_id=event_id,
             engagement_id=result.engagement_id,
-            mail_from=envelope.mail_from,
-            client_ip=envelope.client_ip,
+            mail_from=message.envelope.mail_from,
+            client_ip=message.envelope.client_ip,
         )
-        return Outcome(reply, event_id, result.engagement_id, result.decision)
+        return Outcome(result.smtp_reply, event_id, result.engagement_id, result.decision)

@@ -118,7 +118,7 @@ class Daemon:
         self.service = CaptureService(store, settings)
         sqlite = store.engine.dialect.name == "sqlite"
         if settings.group_commit == "on" or (settings.group_commit == "auto" and sqlite):
-            self.service.recorder = GroupWriter(store).record
+            self.service.writer = GroupWriter(store)
         self.in_flight = InFlight()
         self.servers: list[asyncio.Server] = []
         self.sessions: weakref.WeakSet[Any] = weakref.WeakSet()

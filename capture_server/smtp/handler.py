@@ -161,8 +161,8 @@ class CaptureHandler:
         event_id: str,
     ) -> str:
         try:
-            outcome = await asyncio.to_thread(
-                self.service.capture, raw, envelope, target, evidence=evidence, event_id=event_id
+            outcome = await self.service.capture_async(
+                raw, envelope, target, evidence=evidence, event_id=event_id
             )
         except StoreUnavailable as error:
             log.warning("store_unavailable", during="DATA", error=str(error)[:200])

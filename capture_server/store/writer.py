@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import queue
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import Session
 
 from capture_server.logging import get_logger
-from capture_server.store.repositories import RecordResult, Store
+from capture_server.store.repositories import RecordResult, Store, StoreUnavailable
 
 log = get_logger("store")
 
@@ -31,13 +32,23 @@ log = get_logger("store")
 class _Pending:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
+    done: Future[RecordResult] = field(default_factory=Future)
     result: RecordResult | None = None
     error: BaseException | None = None
 
+    def hand_out(self) -> None:
+        if self.result is not None:
+            self.done.set_result(self.result)
+        else:  # never neither: the writer thread must outlive any one batch
+            self.done.set_exception(self.error or StoreUnavailable("the group commit stopped"))
+
 
 class GroupWriter:
-    """Store.record with the same arguments, batched; call it from worker threads."""
+    """Store.record with the same arguments, batched.
+
+    `submit` returns at once with a future (the daemon awaits it on its event loop, so no
+    thread waits out the commit); `record` waits for it, for callers in worker threads.
+    """
 
     def __init__(self, store: Store, max_batch: int = 64) -> None:
         self.store = store
@@ -46,14 +57,13 @@ class GroupWriter:
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
-    def record(self, *args: Any, **kwargs: Any) -> RecordResult:
+    def submit(self, *args: Any, **kwargs: Any) -> Future[RecordResult]:
         pending = _Pending(args, kwargs)
         self._queue.put(pending)
-        pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
+        return pending.done
+
+    def record(self, *args: Any, **kwargs: Any) -> RecordResult:
+        return self.submit(*args, **kwargs).result()
 
     def _run(self) -> None:
         while True:
@@ -63,6 +73,11 @@ class GroupWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            # A caller gone before its turn (the client hung up: no reply owed) is skipped;
+            # once running, its future can no longer be cancelled.
+            batch = [p for p in batch if p.done.set_running_or_notify_cancel()]
+            if not batch:
+                continue
             try:
                 if len(batch) == 1:
                     self._alone(batch[0])
@@ -70,7 +85,7 @@ class GroupWriter:
                     self._together(batch)
             finally:
                 for pending in batch:
-                    pending.done.set()
+                    pending.hand_out()
 
     def _alone(self, pending: _Pending) -> None:
         try:

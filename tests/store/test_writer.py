@@ -91,3 +91,26 @@ def test_concurrent_callers_each_get_their_own_result(store: Store) -> None:
     assert len(_engagements(store)) == 24
     with pytest.raises(IntegrityError):  # one alone still raises its own error
         writer.record(*_args(store, bcc, 99, results[0].event_id))
+
+
+def test_a_record_cancelled_before_its_turn_is_skipped(store: Store) -> None:
+    """The daemon's caller goes away when its client hangs up before the reply; a record not
+    yet begun is then dropped (no 250 was owed), one begun can no longer be cancelled."""
+    bcc = setup_account(store)
+    writer = GroupWriter(store)
+    started, gate = threading.Event(), threading.Event()
+
+    def hold(session: Session) -> None:
+        started.set()
+        gate.wait(timeout=30)
+
+    first = writer.submit(*_args(store, bcc, 1), prepare=hold)
+    assert started.wait(timeout=30)
+    second = writer.submit(*_args(store, bcc, 2))
+    third = writer.submit(*_args(store, bcc, 3))
+    assert second.cancel() and not first.cancel()
+    gate.set()
+    assert first.result(timeout=30).engagement_id and third.result(timeout=30).engagement_id
+    assert second.cancelled()
+    assert writer.record(*_args(store, bcc, 4)).engagement_id  # the writer thread lives on
+    assert _engagements(store) == {f"<group-{n}@acme.test>" for n in (1, 3, 4)}
