@@ -26,3 +26,11 @@ def capture_token(secret: str, slug: str, kind: Kind, generation: int) -> str:
 
 def capture_address(secret: str, slug: str, kind: Kind, generation: int, domain: str) -> str:
     return f"{slug}-{kind.value}-{capture_token(secret, slug, kind, generation)}@{domain}"
+
+
+def address_key(address: str) -> str:
+    """The capture address a recipient names: lower case, a subaddress (RFC 5233 `+tag`, which
+    Postfix's recipient_delimiter passes through) removed. Issued addresses hold no "+", so a
+    tag never reaches another address, and a rep's own filing tag does not bounce the mail."""
+    local, at, domain = address.strip().lower().rpartition("@")
+    return f"{local.partition('+')[0]}{at}{domain}" if at else domain

@@ -10,6 +10,7 @@ from structlog.contextvars import bound_contextvars
 
 from capture_server import metrics
 from capture_server.capture import CaptureService
+from capture_server.capture_addresses import address_key
 from capture_server.client_address import unmapped
 from capture_server.logging import get_logger
 from capture_server.pipeline.message import AuthEvidence, CaptureTarget, Envelope
@@ -86,6 +87,7 @@ class CaptureHandler:
         domain = address.rpartition("@")[2].lower().rstrip(".")
         if domain != self.capture_domain:
             return replies.relay_denied(address, self.capture_domain)
+        key = address_key(address)
         try:
             target = await asyncio.to_thread(self.service.store.resolve_capture_address, address)
         except StoreUnavailable:
@@ -94,7 +96,7 @@ class CaptureHandler:
         if target is None:
             return replies.unknown_recipient(address)
         envelope.rcpt_count = accepted + 1
-        if self.protocol == "smtp" and address.lower() in map(str.lower, envelope.rcpt_tos):
+        if self.protocol == "smtp" and key in map(address_key, envelope.rcpt_tos):
             # One capture per address however often it is named (LMTP owes a reply for each).
             return replies.RCPT_OK
         envelope.rcpt_tos.append(address)

@@ -21,7 +21,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from capture_server.account_settings import describe_rules, rules_from_json, updated_settings
 from capture_server.archive import raw_key
-from capture_server.capture_addresses import capture_address, valid_slug
+from capture_server.capture_addresses import address_key, capture_address, valid_slug
 from capture_server.pipeline.defaults import FREE_MAIL_DOMAINS
 from capture_server.pipeline.identity import tombstone_hash
 from capture_server.pipeline.message import (
@@ -378,7 +378,7 @@ class Store:
     # -- the capture path -----------------------------------------------------------------
 
     def resolve_capture_address(self, address: str) -> CaptureTarget | None:
-        key = address.strip().lower()
+        key = address_key(address)  # lower case, without a +tag
         cached = self._targets.peek(key)
         if cached is not None:
             version = self._version_now(cached.account_id)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from capture_server import heap
 from tests.conftest import (
+    DATA,
     Cli,
     RunningDaemon,
     make_account,
@@ -94,6 +95,31 @@ def test_unknown_and_foreign_recipients_are_refused(daemon: RunningDaemon, cli: 
         assert b"relaying denied" in text
         code, _ = client.rcpt(account.bcc.upper())  # addresses are case-insensitive
         assert code == 250
+
+
+def test_a_tagged_capture_address_is_the_address(daemon: RunningDaemon, cli: Cli) -> None:
+    """`+tag` (RFC 5233; Postfix's recipient_delimiter passes it on) files, never bounces;
+    the same address named with and without a tag is still one capture."""
+    account = make_account(cli)
+    local, _, domain = account.bcc.partition("@")
+    tagged = f"{local}+Deal-42@{domain}"
+    raw = read_data("bcc_simple.eml")
+    with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.mail("rita@acme.test")
+        assert client.rcpt(tagged)[0] == 250
+        assert client.rcpt(account.bcc)[0] == 250
+        code, text = client.data(raw)
+    assert code == 250 and text.startswith(b"2.0.0 queued as eng_"), text
+    [engagement] = engagements(cli, account.slug)
+    assert engagement["kind"] == "bcc"
+    guessed = f"{local[:-1]}x+Deal-42@{domain}"  # a tag opens no other address
+    with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.mail("rita@acme.test")
+        assert client.rcpt(guessed)[0] == 550
+    decided = json.loads(cli("dry-run", "--rcpt", tagged, str(DATA / "bcc_simple.eml"), "--json"))
+    assert decided["decision"] == "log"
 
 
 def test_sender_who_is_no_user_is_rejected(daemon: RunningDaemon, cli: Cli) -> None:
