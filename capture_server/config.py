@@ -34,6 +34,14 @@ class Settings(BaseSettings):
         "sqlite:///capture-server.db",
         description="SQLAlchemy URL: sqlite:///FILE (default, WAL) or postgresql+psycopg://...",
     )
+    # store/db.py LOCK_TIMEOUT_SECONDS: past it a capture answers 451 and its client retries.
+    database_lock_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Wait for a lock another transaction holds (SQLite busy timeout, "
+        "PostgreSQL lock_timeout), then 451",
+    )
     smtp_listen: str = Field("127.0.0.1:2525", description="SMTP listener HOST:PORT; empty: off")
     lmtp_listen: str = Field("127.0.0.1:2424", description="LMTP listener HOST:PORT; empty: off")
     hostname: str = Field("capture.localhost", description="Name in the SMTP greeting")

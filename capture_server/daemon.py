@@ -96,7 +96,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 RESTART_ONLY = frozenset({
     "database_url", "capture_domain", "server_secret", "hostname", "quarantine_dir",
     "archive_dir", "tls_cert_file", "tls_key_file", "require_tls", "log_format",
-    "workers", "event_loop", "archive_purge_hours",
+    "workers", "event_loop", "archive_purge_hours", "database_lock_timeout_seconds",
 })  # fmt: skip
 
 

@@ -396,7 +396,10 @@ def worker_main() -> None:
     counts.reset()  # what a predecessor in this slot left, should the supervisor not have
     role = WorkerRole(number, int(spec["supervisor"]), counts, sockets, int(spec["count"]))
     try:
-        store = Store(make_engine(current.database_url))
+        engine = make_engine(
+            current.database_url, lock_timeout=current.database_lock_timeout_seconds
+        )
+        store = Store(engine)
         run_loop(Daemon(current, store, launch.settings, role).run(), current.event_loop)
     except Exception:
         get_logger("daemon").exception("worker_failed")

@@ -83,7 +83,9 @@ def settings(**overrides: Any) -> Settings:
 
 def open_store(current: Settings, *, require_schema: bool = True) -> Store:
     try:
-        engine = make_engine(current.database_url)
+        engine = make_engine(
+            current.database_url, lock_timeout=current.database_lock_timeout_seconds
+        )
         missing = _missing_sqlite_file(engine) if require_schema else None
         if missing is not None:  # connecting would leave an empty file behind a typo
             fail(f"no database file {missing}: run `capture-server init`, or check the URL")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -43,19 +45,37 @@ def normalise_url(url: str) -> str:
 PING_AFTER_IDLE_SECONDS = 10.0
 
 
-def make_engine(url: str, ping_after_idle: float = PING_AFTER_IDLE_SECONDS) -> Engine:
+# How long a statement waits for a lock another transaction holds before it fails: SQLite's
+# busy timeout, PostgreSQL's lock_timeout. A capture that fails so answers 451 and the
+# client retries; without a bound, a long admin transaction or a DBA's LOCK TABLE on
+# PostgreSQL held every capture until the client gave up (Postfix: 10 minutes).
+LOCK_TIMEOUT_SECONDS = 30.0
+# Each engine's lock timeout, for the writers' turn on its file (writer_turn).
+_LOCK_TIMEOUTS: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+
+
+def make_engine(
+    url: str,
+    ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
+    lock_timeout: float = LOCK_TIMEOUT_SECONDS,
+) -> Engine:
     url = normalise_url(url)
+    lock_ms = max(1, round(lock_timeout * 1000))
     try:
         parsed = make_url(url)
     except ArgumentError as error:
         raise DatabaseConfigError(f"database URL {url!r} is not a valid URL") from error
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(
+            url, connect_args={"timeout": lock_timeout, "check_same_thread": False}
+        )
+        event.listen(engine, "connect", _sqlite_pragmas(lock_ms))
         event.listen(engine, "begin", _sqlite_begin)
+        _LOCK_TIMEOUTS[engine] = lock_timeout
         return engine
     if parsed.get_backend_name() == "postgresql":
         engine = create_engine(url, pool_size=10, max_overflow=10)
+        event.listen(engine, "connect", _postgres_session(lock_ms))
         _ping_when_idle(engine, ping_after_idle)
         return engine
     raise DatabaseConfigError(
@@ -90,6 +110,10 @@ def writing(engine: Engine) -> Engine:
     return engine.execution_options(capture_write=True)
 
 
+class WriterTurnTimeout(TimeoutError):
+    """The writers' turn was not free within the lock timeout (the store answers 451)."""
+
+
 class WriterTurn:
     """Whose turn it is to write a SQLite file, across threads and processes (issue 10).
 
@@ -98,10 +122,17 @@ class WriterTurn:
     on a file beside the database wakes the next writer the moment the lock is free.
     Each turn opens its own descriptor, so threads of one process exclude each other too.
     Writers that do not take a turn (another program) still meet SQLite's busy timeout.
+
+    The wait is bounded by the lock timeout, as SQLite's is: a process that holds the turn
+    and hangs (an admin command stopped mid-transaction) must not hold every capture until
+    its client gives up. flock() itself takes no time-out, so a contended turn is waited
+    for on a thread of its own; if the time runs out, that thread lets go of the turn the
+    moment it gets it.
     """
 
-    def __init__(self, database: str | None) -> None:
+    def __init__(self, database: str | None, timeout: float = LOCK_TIMEOUT_SECONDS) -> None:
         self.path = f"{database}-writelock" if database else None
+        self.timeout = timeout
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -110,7 +141,14 @@ class WriterTurn:
             yield
             return
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not _TurnWaiter(descriptor).taken_within(self.timeout):
+                # The waiter has closed the descriptor, or will once it gets the turn.
+                raise WriterTurnTimeout(
+                    f"another writer held the database for over {self.timeout:g} s"
+                ) from None
+        try:
             yield
         finally:
             os.close(descriptor)  # releases the lock
@@ -124,9 +162,42 @@ class WriterTurn:
             return None  # a read-only folder: SQLite's busy timeout alone
 
 
+class _TurnWaiter:
+    """A blocking flock() on a thread, which the caller may stop waiting for. The waiter
+    closes the descriptor unless it hands the turn over."""
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+        self.done = threading.Event()
+        self.taken = False
+        self.abandoned = False
+        self.lock = threading.Lock()
+        threading.Thread(target=self._take, name="writer-turn", daemon=True).start()
+
+    def _take(self) -> None:
+        try:
+            fcntl.flock(self.descriptor, fcntl.LOCK_EX)
+            taken = True
+        except OSError:
+            taken = False
+        with self.lock:
+            self.taken = taken
+            if self.abandoned or not taken:
+                os.close(self.descriptor)  # nobody waits for it: let the next writer in
+            self.done.set()
+
+    def taken_within(self, timeout: float) -> bool:
+        if not self.done.wait(timeout):
+            with self.lock:
+                if not self.done.is_set():
+                    self.abandoned = True
+                    return False
+        return self.taken
+
+
 def writer_turn(engine: Engine) -> WriterTurn:
     """The turn to take around write transactions; a no-op for PostgreSQL and memory DBs."""
-    return WriterTurn(sqlite_file(engine))
+    return WriterTurn(sqlite_file(engine), _LOCK_TIMEOUTS.get(engine, LOCK_TIMEOUT_SECONDS))
 
 
 def sqlite_file(engine: Engine) -> str | None:
@@ -150,16 +221,28 @@ def _sqlite_begin(connection: Any) -> None:
     )
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own is deferred).
-    connection.isolation_level = None
-    cursor = connection.cursor()
-    # WAL: readers never block the writer; synchronous=FULL: a commit survives power loss.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+def _postgres_session(lock_ms: int) -> Callable[[Any, Any], None]:
+    def connected(connection: Any, _record: Any) -> None:
+        # Set once a connection, not as libpq's startup `options` (PgBouncer refuses those).
+        connection.execute(f"SET lock_timeout = {int(lock_ms)}")
+        connection.commit()  # a SET in a transaction rolled back would be undone
+
+    return connected
+
+
+def _sqlite_pragmas(busy_ms: int) -> Callable[[Any, Any], None]:
+    def connected(connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own is deferred).
+        connection.isolation_level = None
+        cursor = connection.cursor()
+        # WAL: readers never block the writer; synchronous=FULL: a commit survives power loss.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        cursor.close()
+
+    return connected
 
 
 def alembic_config(engine: Engine) -> Config:

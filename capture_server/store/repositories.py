@@ -53,7 +53,7 @@ from capture_server.store.capture_sql import (
     existing_deals,
     statements,
 )
-from capture_server.store.db import PER_STATEMENT, writer_turn, writing
+from capture_server.store.db import PER_STATEMENT, WriterTurnTimeout, writer_turn, writing
 from capture_server.store.integration_models import ExtractorRow
 from capture_server.store.models import (
     Account,
@@ -137,6 +137,20 @@ def _transient(error: DBAPIError) -> bool:
     return bool(error.connection_invalidated)
 
 
+def waited_out(error: BaseException) -> bool:
+    """A write that gave up waiting for a lock another transaction held: the writers' turn,
+    SQLite's busy timeout, PostgreSQL's lock_timeout. Trying again at once waits as long."""
+    if isinstance(error, StoreUnavailable):
+        error = error.__cause__ or error
+    if isinstance(error, WriterTurnTimeout):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    return getattr(error.orig, "sqlstate", None) == "55P03" or "database is locked" in str(
+        error.orig
+    )
+
+
 @contextmanager
 def _unavailable_when_transient() -> Iterator[None]:
     """A transient database fault (lost connection, lock time-out) as StoreUnavailable, which
@@ -145,6 +159,8 @@ def _unavailable_when_transient() -> Iterator[None]:
         yield
     except IntegrityError:
         raise
+    except WriterTurnTimeout as error:
+        raise StoreUnavailable(str(error)) from error
     except DBAPIError as error:
         if _transient(error):
             raise StoreUnavailable(str(error.orig or error)) from error

@@ -23,7 +23,7 @@ from typing import Any
 from sqlmodel import Session
 
 from capture_server.logging import get_logger
-from capture_server.store.repositories import RecordResult, Store, StoreUnavailable
+from capture_server.store.repositories import RecordResult, Store, StoreUnavailable, waited_out
 
 log = get_logger("store")
 
@@ -109,6 +109,12 @@ class GroupWriter:
             for pending, result in zip(batch, results, strict=True):
                 pending.result = result
         except Exception as error:
+            if waited_out(error):
+                # Each alone would wait as long again, one after another: all answer 451 now.
+                log.warning("group_commit_lock_timeout", size=len(batch), error=str(error)[:200])
+                for pending in batch:
+                    pending.error = StoreUnavailable(f"lock timeout: {error}")
+                return
             # Nothing of the batch is stored: each message gets its own transaction instead.
             log.warning("group_commit_retry_singly", size=len(batch), error=type(error).__name__)
             for pending in batch:  # none has a result or an error yet: handed out after commit

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import smtplib
 import socket
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import psycopg
+import pytest
 
 from capture_server.capture import CAPTURE_THREADS
 from tests.conftest import Cli, libpq_url, make_account, open_transaction, read_data, start_daemon
@@ -111,3 +113,30 @@ def test_rcpt_and_health_answer_while_captures_wait_for_the_database(
     assert all(reply.startswith(b"250 2.0.0 queued as eng_") for reply in replies.values())
     listed = cli("engagements", "list", "acme", "--json").splitlines()
     assert len(listed) == WAITING
+
+
+def test_a_lock_held_past_the_lock_timeout_answers_451_and_the_retry_is_stored(
+    database_url: str, tmp_path: Path, cli: Cli
+) -> None:
+    """database_lock_timeout_seconds bounds the wait (SQLite's busy timeout, PostgreSQL's
+    lock_timeout, which had none): the client is told to retry, and nothing is half-stored."""
+    account = make_account(cli)
+    daemon = start_daemon(database_url, tmp_path, database_lock_timeout_seconds="1")
+    raw = read_data("bcc_simple.eml")
+
+    def send() -> None:
+        with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
+            client.sendmail("rita@acme.test", [account.bcc], raw)
+
+    try:
+        with writes_stalled(database_url, turn=False):
+            started = time.monotonic()
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                send()
+        waited = time.monotonic() - started
+        assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (451, b"4.3.0")
+        assert waited < 15  # not the default 30 s, nor forever
+        send()  # the lock is gone: stored
+    finally:
+        assert daemon.stop() == 0
+    assert len(cli("engagements", "list", "acme", "--json").splitlines()) == 1
