@@ -9,6 +9,8 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from capture_server.pipeline.canonical import canonical_address
+
 # Google ignores dots in the local part; googlemail.com is gmail.com.
 _GMAIL = frozenset({"gmail.com", "googlemail.com"})
 
@@ -31,7 +33,7 @@ class DuplicatePair:
 
 def canonical_mailbox(address: str) -> str:
     """The mailbox an address delivers to: case, +tag, and Gmail's dots and domain folded."""
-    local, _, domain = address.strip().lower().rpartition("@")
+    local, _, domain = canonical_address(address).rpartition("@")
     local = local.partition("+")[0] or local
     if domain in _GMAIL:
         local, domain = local.replace(".", ""), "gmail.com"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from capture_server.authentication import domains_aligned
+from capture_server.pipeline.canonical import canonical_address
 from capture_server.pipeline.message import (
     AccountSnapshot,
     Action,
@@ -41,7 +42,7 @@ def _header_addresses(values: tuple[str, ...]) -> list[str]:
 
 def resolve_user(snapshot: AccountSnapshot, address: str) -> tuple[int | None, str]:
     """The user an address belongs to, and how it was decided."""
-    holders = snapshot.addresses.get(address.strip().lower(), ())
+    holders = snapshot.addresses.get(canonical_address(address), ())
     if not holders:
         return None, "no user has this address"
     for label, kinds in _PRECEDENCE:

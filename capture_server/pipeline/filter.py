@@ -6,6 +6,7 @@ import dataclasses
 
 from capture_server.pipeline.attribute import resolve_user
 from capture_server.pipeline.automated import automated_subject
+from capture_server.pipeline.canonical import canonical_address
 from capture_server.pipeline.message import (
     AccountSnapshot,
     Action,
@@ -53,7 +54,7 @@ def is_never_logged(snapshot: AccountSnapshot, mailbox: Mailbox) -> bool:
 
 def matches_never_log(patterns: frozenset[str], address: str) -> bool:
     """Exact address, or a domain with its subdomains (the store's purge uses it too)."""
-    key = address.strip().lower()
+    key = canonical_address(address)
     if key in patterns:
         return True
     labels = key.rpartition("@")[2].split(".")

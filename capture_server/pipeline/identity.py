@@ -5,13 +5,26 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 
+from capture_server.pipeline.canonical import ascii_address, canonical_address
 from capture_server.pipeline.message import Email
 
 
 def tombstone_hash(account_id: int, address: str) -> str:
     """Hash kept after a permanent deletion: enough to refuse re-creation, nothing more."""
-    key = f"{account_id}:{address.strip().lower()}"
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return _hashed(account_id, canonical_address(address))
+
+
+def is_tombstoned(tombstones: frozenset[str], account_id: int, address: str) -> bool:
+    """Permanently deleted, under the address's one form or (an internationalised domain,
+    deleted before addresses had one form) the ASCII form its hash was taken of then."""
+    if tombstone_hash(account_id, address) in tombstones:
+        return True
+    legacy = ascii_address(address)
+    return legacy is not None and _hashed(account_id, legacy) in tombstones
+
+
+def _hashed(account_id: int, key: str) -> str:
+    return hashlib.sha256(f"{account_id}:{key}".encode()).hexdigest()
 
 
 def content_hash(email: Email) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from capture_server.pipeline.defaults import is_role_address
 from capture_server.pipeline.filter import is_external, is_never_logged
-from capture_server.pipeline.identity import tombstone_hash
+from capture_server.pipeline.identity import is_tombstoned
 from capture_server.pipeline.message import (
     ContactPolicy,
     Decision,
@@ -42,7 +42,7 @@ def match_stage(work: Work) -> Work | Decision:
             skipped.append(f"{mailbox.key} (never-log list)")
         elif is_role_address(mailbox.key, rules.role_local_parts):
             skipped.append(f"{mailbox.key} (role address)")
-        elif tombstone_hash(snapshot.account_id, mailbox.key) in snapshot.tombstones:
+        elif is_tombstoned(snapshot.tombstones, snapshot.account_id, mailbox.key):
             skipped.append(f"{mailbox.key} (permanently deleted)")
         else:
             contacts[mailbox.key] = mailbox

@@ -15,6 +15,7 @@ from pydantic import AfterValidator
 from capture_server.authentication.results import AuthenticationResults
 from capture_server.authentication.structure import StructuralProblem
 from capture_server.pipeline.bodies import EncodedBody
+from capture_server.pipeline.canonical import canonical_address
 from capture_server.pipeline.defaults import FREE_MAIL_DOMAINS, ROLE_LOCAL_PARTS
 
 
@@ -66,8 +67,9 @@ class Mailbox:
 
     @property
     def key(self) -> str:
-        """The form addresses are matched on: case-insensitive."""
-        return self.address.strip().lower()
+        """The form addresses are matched on: case-insensitive, one form for an
+        internationalised domain (canonical.py)."""
+        return canonical_address(self.address)
 
     @property
     def domain(self) -> str:

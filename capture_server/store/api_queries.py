@@ -29,6 +29,7 @@ from sqlalchemy.sql.expression import ColumnClause
 from sqlalchemy.types import TypeEngine
 from sqlmodel import Session, col, select
 
+from capture_server.pipeline.canonical import canonical_address
 from capture_server.store.models import (
     CaptureEvent,
     Company,
@@ -211,7 +212,7 @@ def engagements_page(store: Store, account_id: int, wanted: EngagementFilter, li
     if wanted.kind:
         query = query.where(Engagement.kind == wanted.kind)
     if wanted.contact:
-        address = wanted.contact.strip().lower()
+        address = canonical_address(wanted.contact)
         by_primary = select(Contact.id).where(
             Contact.account_id == account_id, Contact.primary_address == address
         )

@@ -22,6 +22,7 @@ from sqlmodel import Session, SQLModel, col, select
 from capture_server.account_settings import describe_rules, rules_from_json, updated_settings
 from capture_server.archive import raw_key
 from capture_server.capture_addresses import address_key, capture_address, valid_slug
+from capture_server.pipeline.canonical import canonical_address, canonical_domain
 from capture_server.pipeline.defaults import FREE_MAIL_DOMAINS
 from capture_server.pipeline.identity import tombstone_hash
 from capture_server.pipeline.message import (
@@ -252,7 +253,9 @@ class Store:
             raise StoreError(
                 f"account slug {slug!r} must be 1-40 lower-case letters, digits or hyphens"
             )
-        clean_domains = sorted({d.strip().lower().lstrip("@").rstrip(".") for d in domains})
+        clean_domains = sorted(
+            {canonical_domain(d.strip().lstrip("@").rstrip(".")) for d in domains}
+        )
         if not clean_domains or any("." not in d or "@" in d for d in clean_domains):
             raise StoreError("give each --domain as a domain name such as example.com")
         free = [d for d in clean_domains if d in FREE_MAIL_DOMAINS]
@@ -334,7 +337,9 @@ class Store:
 
     def _user(self, session: Session, account: Account, email: str) -> User:
         user = session.exec(
-            select(User).where(User.account_id == account.id, User.email == email.strip().lower())
+            select(User).where(
+                User.account_id == account.id, User.email == canonical_address(email)
+            )
         ).first()
         if user is None:
             raise StoreError(f"no user {email} in account {account.slug!r}")
@@ -1097,7 +1102,7 @@ def _engagement_values(
 
 
 def _clean_address(address: str) -> str:
-    address = address.strip().lower()
+    address = canonical_address(address)  # lower case, one form for an IDN domain
     local, at, domain = address.rpartition("@")
     if not at or not local or "." not in domain or any(c.isspace() for c in address):
         raise StoreError(f"{address!r} is not an email address")

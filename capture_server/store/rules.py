@@ -17,6 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
+from capture_server.pipeline.canonical import (
+    ascii_address,
+    ascii_domain,
+    canonical_address,
+    canonical_domain,
+)
 from capture_server.pipeline.filter import is_external, matches_never_log
 from capture_server.pipeline.identity import tombstone_hash
 from capture_server.pipeline.message import AccountSnapshot, AddressKind, Mailbox, SharingLevel
@@ -70,11 +76,14 @@ def never_log_pattern(raw: str) -> str:
         raise StoreError("give an address (ann@example.com) or a domain (example.com)")
     if text.startswith(("*.", "@")):
         text = text.removeprefix("*.").removeprefix("@")
+    # One form for an internationalised domain (canonical.py), checked in its ASCII form.
+    text = canonical_address(text) if "@" in text else canonical_domain(text)
     local, at, domain = text.rpartition("@")
     if at and (not local or any(c.isspace() or c in '@<>(),;:"' for c in local)):
         raise StoreError(f"{raw.strip()!r} is not an email address")
-    labels = domain.split(".")
-    if len(labels) < 2 or len(domain) > 253 or not all(_LABEL.match(label) for label in labels):
+    ascii_form = ascii_domain(domain) or domain
+    labels = ascii_form.split(".")
+    if len(labels) < 2 or len(ascii_form) > 253 or not all(map(_LABEL.match, labels)):
         raise StoreError(
             f"{raw.strip()!r} is neither an address nor a domain such as example.com "
             "(a domain needs a dot; letters, digits and hyphens only)"
@@ -333,7 +342,9 @@ def delete_contact(store: Store, slug: str, email: str, *, permanent: bool = Fal
 
 def _erase_addresses(session: Session, account_id: int, addresses: Sequence[str]) -> None:
     """The person's address and name leave every engagement; the engagement itself stays."""
-    keys = sorted({a.lower() for a in addresses})
+    # Participants are kept as the mail wrote them: an IDN domain in either form.
+    forms = [(canonical_address(a), ascii_address(a)) for a in addresses]
+    keys = sorted({form for pair in forms for form in pair if form})
     in_account = select(Engagement.id).where(Engagement.account_id == account_id)
     session.execute(
         delete(Participant).where(
