@@ -140,18 +140,30 @@ class WriterTurn:
         if descriptor is None:
             yield
             return
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not _TurnWaiter(descriptor).taken_within(self.timeout):
-                # The waiter has closed the descriptor, or will once it gets the turn.
-                raise WriterTurnTimeout(
-                    f"another writer held the database for over {self.timeout:g} s"
-                ) from None
+        if not self._taken(descriptor):
+            raise WriterTurnTimeout(f"another writer held the database for over {self.timeout:g} s")
         try:
             yield
         finally:
             os.close(descriptor)  # releases the lock
+
+    def _taken(self, descriptor: int) -> bool:
+        """True: the turn is held. False: the wait ran out, and the waiter has closed the
+        descriptor or will once it gets the turn. Closed on any error."""
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass  # another writer's turn: wait for it
+        except BaseException:
+            os.close(descriptor)
+            raise
+        try:
+            waiter = _TurnWaiter(descriptor)
+        except BaseException:  # no thread to wait on
+            os.close(descriptor)
+            raise
+        return waiter.taken_within(self.timeout)
 
     def _open(self) -> int | None:
         if self.path is None:
