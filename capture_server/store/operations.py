@@ -162,8 +162,8 @@ def merge_contacts(store: Store, slug: str, keep: str, merged: str) -> dict[str,
         with store._write() as session:
             account = store._account(session, slug)
             assert account.id is not None
-            kept = _contact(session, account, keep_address)
-            gone = _contact(session, account, merged_address)
+            kept = _contact(session, account, keep_address, keep)
+            gone = _contact(session, account, merged_address, merged)
             if kept.id == gone.id:
                 raise StoreError(f"{keep_address} and {merged_address} are the same contact")
             assert kept.id is not None and gone.id is not None
@@ -209,9 +209,14 @@ def merge_contacts(store: Store, slug: str, keep: str, merged: str) -> dict[str,
         raise StoreError("the contacts changed while merging; try again") from error
 
 
-def _contact(session: Session, account: Account, address: str) -> Contact:
+def _contact(session: Session, account: Account, address: str, written: str = "") -> Contact:
+    """By its address; `written` as typed first: a contact stored in an IDN domain's xn--
+    form beside its Unicode twin (migration 0015 leaves both) is reachable for a merge."""
     assert account.id is not None
-    contact_id = find_contact(session, account.id, address)
+    exact = written.strip().lower()
+    contact_id = find_contact(session, account.id, exact) if exact not in ("", address) else None
+    if contact_id is None:
+        contact_id = find_contact(session, account.id, address)
     contact = session.get(Contact, contact_id) if contact_id is not None else None
     if contact is None:
         raise StoreError(f"no contact {address} in account {account.slug!r}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import Engine, text
 
+from capture_server.store import operations
 from capture_server.store.db import alembic_config, make_engine
 from capture_server.store.repositories import Store
 from tests.conftest import Cli, start_daemon
@@ -124,5 +125,8 @@ def test_migration_0015_rewrites_stored_xn_forms_and_keeps_both_on_a_clash(
     try:
         snapshot = fresh.snapshot(account_id)
         assert "müller.test" in snapshot.domains and "rita@müller.test" in snapshot.addresses
+        # The twin is reachable by the form it is stored in, and merges into the Unicode one.
+        report = operations.merge_contacts(fresh, "mu", "dana@glöbex.test", f"dana@{GLOEBEX}")
+        assert (report["kept"], report["merged"]) == ("dana@glöbex.test", f"dana@{GLOEBEX}")
     finally:
         fresh.engine.dispose()

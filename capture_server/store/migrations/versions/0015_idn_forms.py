@@ -8,7 +8,8 @@ Addresses and domains are now matched in one form (pipeline/canonical.py): `mül
 whether the mail wrote `müller.de` or `xn--mller-kva.de`. Rows stored before in the ASCII
 form are rewritten, so a contact, a user, an account domain or a never-log entry keeps
 matching. A row whose Unicode form already exists beside it (the same person stored twice,
-once in each form) is left as it is: `contacts merge` joins the two. Participants and
+once in each form) is left as it is: `contacts duplicates` lists the pair and `contacts
+merge SLUG KEEP MERGED`, given the addresses as stored, joins them. Participants and
 events keep what the mail wrote. Tombstones are hashes: the pipeline checks both forms.
 """
 
