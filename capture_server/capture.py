@@ -236,8 +236,8 @@ class CaptureService:
         and no thread waits out a group commit (the event loop awaits it).
 
         The default thread pool stays free for RCPT look-ups, health checks and DKIM, however
-        slow the database is (a capture may wait for its commit as long as SQLite's busy
-        timeout)."""
+        slow the database is (a capture may wait for a lock up to
+        database_lock_timeout_seconds)."""
         message = CapturedMessage(envelope, target, raw, evidence)
         in_thread = self._on_capture_thread
         try:
