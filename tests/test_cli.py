@@ -327,3 +327,31 @@ def test_piped_tables_keep_whole_ids_subjects_and_addresses(
     [line] = [line for line in piped.splitlines() if row["id"] in line]
     assert subject in line and "bartholomew.longname@subsidiary-holdings.globex.test" in line
     assert row["id"] not in listed("80")  # a narrow COLUMNS is obeyed (and cuts)
+
+
+def test_archive_purge_json_under_keep_forever_retention_is_json(
+    sqlite_cli: Cli, tmp_path: Path
+) -> None:
+    """`archive purge --json` from cron must print JSON also when the retention is 0 (keep
+    forever): a script parsing it failed on the sentence the terminal gets."""
+    env = {
+        "CAPTURE_SERVER_ARCHIVE_DIR": str(tmp_path / "archive"),
+        "CAPTURE_SERVER_ARCHIVE_RETENTION_DAYS": "0",
+    }
+    report = json.loads(sqlite_cli("archive", "purge", "--json", env_extra=env))
+    assert report == {"purged": 0, "kept": 0, "older_than_days": None}
+    assert "nothing purged" in sqlite_cli("archive", "purge", env_extra=env)
+
+
+def test_health_on_a_missing_sqlite_file_fails_without_creating_it(tmp_path: Path) -> None:
+    """A probe run from the wrong folder (or with a typo) must not leave an empty database
+    behind, which every other command then called "not initialised"."""
+    typo = tmp_path / "captrue.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "capture_server", "--database-url", f"sqlite:///{typo}",
+         "health", "--json"], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    store = json.loads(result.stdout)["checks"]["store"]
+    assert not store["ok"] and f"no database file {typo}" in store["detail"]
+    assert not typo.exists()

@@ -43,7 +43,10 @@ def archive_purge(
     archive = _archive(current)
     days = current.archive_retention_days if older_than is None else older_than
     if older_than is None and days == 0:
-        out.print("archive_retention_days is 0 (keep forever): nothing purged")
+        if as_json:  # scripts parse the same object; no age: nothing is old enough
+            print_json({"purged": 0, "kept": 0, "older_than_days": None})
+        else:
+            out.print("archive_retention_days is 0 (keep forever): nothing purged")
         return
     store = open_store(current)
     try:

@@ -86,7 +86,7 @@ def open_store(current: Settings, *, require_schema: bool = True) -> Store:
         engine = make_engine(
             current.database_url, lock_timeout=current.database_lock_timeout_seconds
         )
-        missing = _missing_sqlite_file(engine) if require_schema else None
+        missing = missing_sqlite_file(engine) if require_schema else None
         if missing is not None:  # connecting would leave an empty file behind a typo
             fail(f"no database file {missing}: run `capture-server init`, or check the URL")
         if require_schema and not is_up_to_date(engine):
@@ -98,7 +98,7 @@ def open_store(current: Settings, *, require_schema: bool = True) -> Store:
         fail(f"cannot reach the database: {first_line(error)}")
 
 
-def _missing_sqlite_file(engine: Engine) -> str | None:
+def missing_sqlite_file(engine: Engine) -> str | None:
     """The file a SQLite URL names when it does not exist (SQLite would create it)."""
     database = sqlite_file(engine)
     if database is None or database.startswith("file:"):  # a URI: SQLite's to read

@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from capture_server.cli.common import app, first_line, out, print_json, settings
+from capture_server.cli.common import (
+    app,
+    first_line,
+    missing_sqlite_file,
+    out,
+    print_json,
+    settings,
+)
 from capture_server.config import parse_listen
 from capture_server.store.db import DatabaseConfigError, is_up_to_date, make_engine
 
@@ -19,6 +26,10 @@ def _store_check(database_url: str) -> tuple[bool, str]:
     try:
         engine = make_engine(database_url)
         try:
+            missing = missing_sqlite_file(engine)
+            if missing is not None:  # connecting would leave an empty file behind a typo
+                init = "run `capture-server init`"
+                return False, f"no database file {missing}, so not migrated: {init}"
             if not is_up_to_date(engine):
                 return False, "reachable, but not migrated: run `capture-server init`"
         finally:

@@ -25,7 +25,9 @@ from capture_server.store import rules
 never_log_app = typer.Typer(
     help="Addresses and domains (subdomains included) whose mail is never logged."
 )
-contact_app = typer.Typer(help="One contact: delete (soft, or permanent with a tombstone).")
+contact_app = typer.Typer(
+    help="One contact: set fields by hand, or delete (soft, or permanent with a tombstone)."
+)
 deal_app = typer.Typer(help="Deals: engagements associate with their contacts' open deals.")
 address_app = typer.Typer(help="A user's extra addresses: aliases, connected inboxes, teams.")
 app.add_typer(never_log_app, name="never-log")

@@ -36,3 +36,10 @@ def test_every_command_and_parameter_has_help() -> None:
     for expected in ("account list", "account rotate", "account show", "contacts merge",
                      "events list", "events show", "stats", "ingest", "dry-run"):  # fmt: skip
         assert f"capture-server {expected}" in names, expected
+
+
+def test_the_contact_group_help_names_what_it_does() -> None:
+    """`capture-server --help` said `contact` only deletes; it also sets fields by hand."""
+    contact = typer.main.get_command(app).commands["contact"]  # type: ignore[attr-defined]
+    assert set(contact.commands) == {"set", "delete"}
+    assert "set fields" in contact.help and "delete" in contact.help
