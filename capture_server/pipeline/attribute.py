@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from email.utils import getaddresses
+
 from capture_server.authentication import domains_aligned
 from capture_server.pipeline.canonical import canonical_address
 from capture_server.pipeline.message import (
@@ -75,6 +77,13 @@ def attribute_stage(work: Work) -> Work | Decision:
         ]
     if envelope_sender and _envelope_sender_vouched(work, envelope_sender):
         candidates.append(("envelope sender", Mailbox(envelope_sender), Direction.INCOMING))
+    # "Sent on behalf of": a rep writing from an executive's or a shared mailbox (Exchange
+    # delegates) is the Sender; after the envelope sender, vouched for as it is.
+    candidates += [
+        ("Sender", Mailbox(address), Direction.OUTGOING)
+        for _, address in getaddresses(list(work.parsed.headers.get("sender", ())))
+        if "@" in address and _envelope_sender_vouched(work, address)
+    ]
     for where, mailbox, direction in candidates:
         if mailbox is None:
             continue

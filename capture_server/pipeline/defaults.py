@@ -19,6 +19,12 @@ ROLE_LOCAL_PARTS = frozenset(
 ROLE_PREFIXES = ("noreply", "no-reply", "no_reply", "donotreply", "do-not-reply", "bounce",
                  "mailer-daemon")  # fmt: skip
 
+# Distribution lists on Cc ("procurement-list@", "all-hands@", a list server's domain):
+# mail to them reaches many people, none of whom is the contact.
+LIST_LOCAL_PARTS = frozenset({"all", "all-hands", "allhands", "all-staff", "everyone", "staff"})
+LIST_SUFFIXES = ("-list", "-all", "-announce", "-group", "-team")
+LIST_DOMAIN_LABELS = frozenset({"list", "lists", "groups", "googlegroups", "listserv"})
+
 # Domains where anyone can have a mailbox: never a company.
 FREE_MAIL_DOMAINS = frozenset(
     {
@@ -36,5 +42,20 @@ FREE_MAIL_DOMAINS = frozenset(
 
 
 def is_role_address(address: str, role_local_parts: frozenset[str]) -> bool:
-    local = address.lower().rpartition("@")[0].split("+", 1)[0]
-    return local in role_local_parts or local.startswith(ROLE_PREFIXES)
+    local, _, domain = address.lower().rpartition("@")
+    local = local.split("+", 1)[0]
+    return (
+        local in role_local_parts
+        or local.startswith(ROLE_PREFIXES)
+        or is_distribution_list(local, domain)
+    )
+
+
+def is_distribution_list(local: str, domain: str) -> bool:
+    """A mailing list's address by its name or its host (lists.example.com,
+    groups.example.com, googlegroups.com)."""
+    return (
+        local in LIST_LOCAL_PARTS
+        or local.endswith(LIST_SUFFIXES)
+        or ("." in domain and domain.split(".", 1)[0] in LIST_DOMAIN_LABELS)
+    )

@@ -85,6 +85,13 @@ def unwrap_stage(work: Work) -> Work | Decision:
     detail = f"{how}: original from {original.sender.key}"
     if automated:
         detail += f"; original is automated: {automated}"
+    warnings = work.warnings
+    if attached is not None and len(outer.forwarded_parts) > 1:
+        # One engagement a message: the others must not vanish without a word.
+        left = len(outer.forwarded_parts) - 1
+        warning = f"{left} more attached message(s) not logged: forward them one at a time"
+        detail += f"; {warning}"
+        warnings = (*warnings, warning)
     return work.advance(
         STAGE,
         "pass",
@@ -93,6 +100,7 @@ def unwrap_stage(work: Work) -> Work | Decision:
         note=note,
         direction=direction,
         automated_original=automated,
+        warnings=warnings,
     )
 
 
@@ -118,9 +126,10 @@ def _attached(
 
 
 def _mailbox(found: object) -> Mailbox | None:
-    """A forwarding.Mailbox as ours; None when the client printed a name without an address."""
+    """A forwarding.Mailbox as ours; None when the client printed a name without an address,
+    or an address cut by a line break ("carol@cli ent.test", a flowed line): never a contact."""
     address = getattr(found, "address", None)
-    if not address or "@" not in address:
+    if not address or "@" not in address or any(c.isspace() for c in address):
         return None
     return Mailbox(address, getattr(found, "name", None))
 

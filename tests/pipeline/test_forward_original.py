@@ -118,3 +118,37 @@ def test_encoded_attached_message_is_still_the_original(encoding: str) -> None:
     assert decision.draft is not None and decision.draft.email.sender is not None
     assert decision.draft.email.sender.key == "yvonne@supplier.test"
     assert decision.draft.email.subject == "Quote"
+
+
+def test_an_address_cut_by_a_line_break_is_no_contact() -> None:
+    """A flowed line cut "carol.longname@client.test" in two; the pieces are no address."""
+    raw = (
+        b"From: Rita Rep <rita@acme.test>\r\nTo: forward@capture.localhost\r\n"
+        b"Subject: Fwd: Pricing\r\nDate: Fri, 06 Nov 2026 09:12:00 +0100\r\n"
+        b"Message-ID: <fwd-cut@acme.test>\r\n\r\nFor the account.\r\n\r\n"
+        b"---------- Forwarded message ---------\r\n"
+        b"From: Paula Prospect <paula@umbrella.test>\r\n"
+        b"Date: Thu, Nov 5, 2026 at 4:45 PM\r\nSubject: Pricing\r\n"
+        b"To: Rita Rep <rita@acme.test>, Carol Longname <carol.longname@cli ent.test>\r\n"
+        b"\r\n\r\nHi Rita,\r\n\r\nwhat would 110 seats cost?\r\n\r\nPaula\r\n"
+    )
+    draft = run(raw, kind=Kind.FORWARD).draft
+    assert draft is not None and draft.email.sender is not None
+    assert draft.email.sender.address == "paula@umbrella.test"
+    assert [m.key for m in draft.contacts] == ["paula@umbrella.test"]
+    assert all(" " not in m.address for m in draft.email.to)
+
+
+def test_several_attached_messages_log_the_first_and_say_so() -> None:
+    """Gmail's "forward as attachment" of three mails: one engagement, and a warning (in the
+    capture event and dry-run) instead of two silently lost."""
+    made = mail("Rita <rita@acme.test>", "fwd@capture.localhost", "Fwd: three", "Log these.")
+    for who in ("bob@client.test", "zed@other.test", "yan@third.test"):
+        made.add_attachment(mail(f"<{who}>", "rita@acme.test", f"Question from {who}", "Hi"))
+    decision = run(made.as_bytes(policy=SMTP), kind=Kind.FORWARD)
+    assert decision.action is Action.LOG and decision.draft is not None
+    assert decision.draft.email.sender is not None
+    assert decision.draft.email.sender.address == "bob@client.test"
+    assert decision.warnings == (
+        "2 more attached message(s) not logged: forward them one at a time",
+    )

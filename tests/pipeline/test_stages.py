@@ -206,3 +206,31 @@ def test_rules_defaults_are_documented_values() -> None:
     assert AccountRules().max_deals == 5
     assert AccountRules().max_body_bytes == 2 * 1024 * 1024
     assert AccountRules().max_attachment_bytes == 50 * 1024 * 1024
+
+
+def test_distribution_lists_are_neither_contacts_nor_companies() -> None:
+    """A list on Cc reaches many people, none of whom is the contact (DESIGN.md section 3)."""
+    raw = read_data("bcc_simple.eml").replace(
+        b"Cc: Dana Buyer <dana@globex.test>, Frank <frank.free@gmail.com>",
+        b"Cc: Client Team <procurement-list@lists.client.test>, all-hands@client.test, "
+        b"Group <sales@googlegroups.com>, Dana Buyer <dana@globex.test>",
+    )
+    draft = run(raw).draft
+    assert draft is not None
+    assert [m.key for m in draft.contacts] == ["carl@globex.test", "dana@globex.test"]
+    assert draft.companies == ("globex.test",)
+
+
+def test_sent_on_behalf_of_is_owned_by_the_sender() -> None:
+    """Exchange delegates and shared mailboxes: From the principal, Sender the rep."""
+    raw = read_data("bcc_simple.eml").replace(
+        b"From: Rita Rep <rita@acme.test>",
+        b"From: Victor Exec <victor@acme.test>\nSender: Rita Rep <rita@acme.test>",
+    )
+    decision = run(raw, mail_from="victor@acme.test")
+    assert (decision.action, decision.reason) == (Action.LOG, Reason.LOGGED), decision.trace
+    assert decision.draft is not None and decision.draft.owner == "rita@acme.test"
+    assert decision.draft.direction is Direction.OUTGOING
+    # Nobody else may claim a rep as Sender: without it, still no user.
+    stranger = raw.replace(b"Sender: Rita Rep <rita@acme.test>", b"Sender: x@acme.test")
+    assert run(stranger, mail_from="victor@acme.test").reason is Reason.SENDER_NOT_USER
