@@ -113,7 +113,8 @@ def test_a_tagged_capture_address_is_the_address(daemon: RunningDaemon, cli: Cli
     assert code == 250 and text.startswith(b"2.0.0 queued as eng_"), text
     [engagement] = engagements(cli, account.slug)
     assert engagement["kind"] == "bcc"
-    guessed = f"{local[:-1]}x+Deal-42@{domain}"  # a tag opens no other address
+    other = "y" if local.endswith("x") else "x"  # one token character changed
+    guessed = f"{local[:-1]}{other}+Deal-42@{domain}"  # a tag opens no other address
     with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=30) as client:
         client.ehlo("client.test")
         client.mail("rita@acme.test")
