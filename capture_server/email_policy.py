@@ -22,6 +22,8 @@ from capture_server import email_boundary, mimetree
 _LONGEST_CACHED = 1000
 _ENTRIES = 64  # ~11 KB each: enough for the messages in flight and the common values
 _HEADER_CLASSES: dict[tuple[type, type], type[BaseHeader]] = {}
+# Headers of message identifiers, matched as written: _readable leaves them alone.
+_IDENTIFIERS = frozenset({"message-id", "in-reply-to", "references", "content-id"})
 
 
 class _CachedHeaderRegistry(HeaderRegistry):
@@ -36,9 +38,22 @@ class _CachedHeaderRegistry(HeaderRegistry):
         return found
 
     def __call__(self, name: str, value: Any) -> BaseHeader:
+        if (
+            isinstance(value, str)
+            and not (value.isascii() and "=?" not in value)
+            and name.lower() not in _IDENTIFIERS
+        ):
+            value = _readable(value)  # raw bytes and encoded words read as the body text is
         if not isinstance(value, str) or len(value) > _LONGEST_CACHED:
             return super().__call__(name, value)
         return _parsed(self, name, value)  # the name as written: folding prints it
+
+
+def _readable(value: str) -> str:
+    # Imported here: capture_server.pipeline (its __init__ imports the stages) imports this.
+    from capture_server.pipeline.charsets import header_value
+
+    return header_value(value)
 
 
 @lru_cache(maxsize=_ENTRIES)

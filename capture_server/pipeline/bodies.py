@@ -362,3 +362,61 @@ def text_body(raw: bytes, pieces: Pieces, encoding: str) -> EncodedBody:
         digest.update(chunk)
         size += len(chunk)
     return dataclasses.replace(body, size=size, sha256=digest.hexdigest())
+
+
+def restored_length(payload: str, cut: Cut) -> int:
+    """len(restore(payload, cut)), without building it."""
+    length = len(payload)
+    position = 0
+    while (index := payload.find(cut.nonce, position)) >= 0:
+        start, end = cut.runs[payload[index : index + cut.token_length]]
+        length += end - start - _last_line_end(cut.raw, (start, end)) - cut.token_length
+        position = index + cut.token_length
+    return length
+
+
+def unix_line_ends(text: str) -> str:
+    """text with CRLF and lone CR line ends as LF (no copy when there is no CR)."""
+    if "\r" not in text:
+        return text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+_SIGNATURE_SEPARATOR = "-- "
+
+
+def unflowed(text: str, delsp: bool = False) -> str:
+    """The text of a format=flowed text/plain body (RFC 3676, 4.1-4.5), with LF line ends.
+
+    A line ending in a space is soft-broken: it joins the next line of the same quote depth
+    (delsp: without that space); a change of depth ends the paragraph. The space stuffed after
+    the quote marks or at the start of a line is removed, a quoted line is written back as
+    ">" * depth, one space and its text. "-- " (the signature separator) never flows."""
+    out: list[str] = []
+    paragraph: list[str] = []
+    depth = 0
+    for line in text.split("\n"):
+        quotes = len(line) - len(line.lstrip(">"))
+        content = line[quotes:]
+        if content.startswith(" "):
+            content = content[1:]
+        if paragraph and quotes != depth:
+            out.append(_quoted(depth, "".join(paragraph)))
+            paragraph = []
+        depth = quotes
+        flowed = content.endswith(" ") and content != _SIGNATURE_SEPARATOR
+        if flowed and delsp:
+            content = content[:-1]
+        paragraph.append(content)
+        if not flowed:
+            out.append(_quoted(depth, "".join(paragraph)))
+            paragraph = []
+    if paragraph:
+        out.append(_quoted(depth, "".join(paragraph)))
+    return "\n".join(out)
+
+
+def _quoted(depth: int, text: str) -> str:
+    if not depth:
+        return text
+    return ">" * depth + (" " + text if text else "")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import email.utils
 import hashlib
 import io
@@ -24,6 +23,7 @@ from capture_server import mimetree
 from capture_server.email_policy import POLICY
 from capture_server.forwarding import html_to_text
 from capture_server.mimetree import header_section_size
+from capture_server.pipeline import charsets
 from capture_server.pipeline.addresses import plain_mailboxes
 from capture_server.pipeline.bodies import (
     BASE64,
@@ -36,7 +36,10 @@ from capture_server.pipeline.bodies import (
     placed,
     restore,
     restore_generated,
+    restored_length,
     text_body,
+    unflowed,
+    unix_line_ends,
 )
 from capture_server.pipeline.message import (
     Action,
@@ -142,8 +145,8 @@ def _parsed_cut(cut: Cut) -> ParsedMessage | None:
     whose payload parsed_from reads."""
     message = parse_bytes(cut.skeleton)
     try:
-        parts = _attachment_parts(message)
-        body = message.get_body(preferencelist=("plain", "html"))
+        parts = _attachment_parts(message, cut)
+        body_parts = _body_parts(message, cut)
     except Exception:
         return None
     decodable = [
@@ -152,7 +155,7 @@ def _parsed_cut(cut: Cut) -> ParsedMessage | None:
         if part.get_content_type() != "message/rfc822" and decodes(_transfer_encoding(part))
     ]
     used: list[Message] = list(parts)
-    if body is not None:
+    for body in body_parts:  # each text part of the body (_content_parts)
         used.append(body)
         if (
             decodes(_transfer_encoding(body))
@@ -232,7 +235,7 @@ def parsed_from(
     cut: what was cut out of the message (_parsed_cut).
     """
     defects: list[str] = []
-    body_text, body_bytes, html_only = _body(message, defects, bodies or {})
+    body_text, body_bytes, html_only = _body(message, defects, bodies or {}, cut)
     attachments, forwarded = _attachments(message, defects, bodies or {}, cut)
     email = Email(
         sender=next(iter(_mailboxes(message, "from", defects)), None),
@@ -295,12 +298,13 @@ def leading_header_section(raw: bytes) -> bytes:
 
 
 def clean_text(value: str) -> str:
-    """Text any database stores: raw 8-bit header bytes read as UTF-8 where they are, and no NUL
-    (PostgreSQL refuses it; a message must never fail to store over one byte)."""
+    """Text any database stores: raw 8-bit header bytes read as UTF-8 where they are, else as
+    windows-1252 (charsets.unescaped), and no NUL (PostgreSQL refuses it; a message must never
+    fail to store over one byte)."""
     if value.isascii() or not _has_surrogates(value):
-        # Without surrogates the round trip below is the identity: skip its two copies.
+        # Without surrogates charsets.unescaped is the identity: skip its copies.
         return value.replace("\x00", "")
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "")
+    return charsets.unescaped(value).replace("\x00", "")
 
 
 def _has_surrogates(text: str) -> bool:
@@ -403,21 +407,50 @@ def _message_id(message: Message, defects: list[str]) -> str | None:
 
 
 def _body(
-    message: EmailMessage, defects: list[str], bodies: Mapping[int, EncodedBody]
+    message: EmailMessage,
+    defects: list[str],
+    bodies: Mapping[int, EncodedBody],
+    cut: Cut | None = None,
 ) -> tuple[str, int, bool]:
+    """The body text, its size as received (all its parts) and whether it is HTML only.
+
+    Each text part of the body (_content_parts) is read, HTML as text, with LF line ends and
+    format=flowed undone (RFC 3676), stripped; the parts are joined with an empty line."""
     try:
-        part = message.get_body(preferencelist=("plain", "html"))
+        parts = _body_parts(message, cut)
     except Exception as error:
         defects.append(f"body: {type(error).__name__}")
-        part = None
-    if part is None:
-        return "", 0, False
-    html = part.get_content_subtype() == "html"
-    text, trimmed = _decoded_text(part, defects, bodies.get(id(part)), trim=not html)
-    size = _utf8_size(text) + trimmed
-    if html:
-        return clean_text(html_to_text(text)).strip(), size, True
-    return clean_text(text).strip(), size, False
+        parts = []
+    texts: list[str] = []
+    size = 0
+    for part in parts:
+        html = part.get_content_subtype() == "html"
+        text, trimmed = _decoded_text(part, defects, bodies.get(id(part)), trim=not html)
+        size += _utf8_size(text) + trimmed
+        text = unix_line_ends(clean_text(html_to_text(text) if html else text))
+        if not html and _flowed_named(part) and _param(part, "format") == "flowed":
+            text = unflowed(text, delsp=_param(part, "delsp") == "yes")
+        text = text.strip()
+        if text:
+            texts.append(text)
+    html_only = bool(parts) and all(part.get_content_subtype() == "html" for part in parts)
+    return (texts[0] if len(texts) == 1 else "\n\n".join(texts)), size, html_only
+
+
+def _flowed_named(part: Message) -> bool:
+    """Whether the raw Content-Type value may say format=flowed (cheap: no header parse)."""
+    return any(
+        name.lower() == "content-type" and "flowed" in str(value).lower()
+        for name, value in part.raw_items()
+    )
+
+
+def _param(part: Message, name: str) -> str:
+    """A Content-Type parameter's value, lower case ("" when there is none)."""
+    value = part.get_param(name)
+    if isinstance(value, tuple):  # RFC 2231
+        value = email.utils.collapse_rfc2231_value(value)
+    return str(value or "").strip().lower()
 
 
 _TEXT_CHUNK = 1024 * 1024  # characters encoded per step when a big text is measured or checked
@@ -444,31 +477,40 @@ def _decoded_text(
     trim (with encoded): the text may come without trailing whitespace, so that stripping it
     makes no second copy of a big text; the number of characters left off comes second."""
     try:
-        if encoded is None:
-            content = part.get_content()  # type: ignore[attr-defined]
+        if charsets.unknown(part.get_content_charset()):
+            defects.append("charset: LookupError")
+        if encoded is not None:
+            return _text_content(part, encoded, trim)
+        if _standard_text_content(part):
+            # get_text_content, the charset read as charsets.body_codec says
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                html = part.get_content_subtype() == "html"
+                codec = charsets.body_codec(part.get_content_charset(), payload, html)
+                return charsets.decode_as(payload, codec), 0
         else:
-            content, trimmed = _text_content(part, encoded, trim)
-            return content, trimmed
-        if isinstance(content, str):
-            return content, 0
+            content = part.get_content()  # type: ignore[attr-defined]
+            if isinstance(content, str):
+                return content, 0
     except (LookupError, ValueError, AssertionError) as error:
         defects.append(f"charset: {type(error).__name__}")
     payload = part.get_payload(decode=True) if encoded is None else _decoded(encoded)
-    return (payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""), 0
+    return (charsets.decode_as(payload, None) if isinstance(payload, bytes) else ""), 0
 
 
 def _text_content(part: Message, encoded: EncodedBody, trim: bool) -> tuple[str, int]:
     """contentmanager.get_text_content(part) (see _standard_text_content) from the decoded
-    chunks: the same bytes decoded the same way, without the email package's copies.
+    chunks: the bytes _decoded_text decodes, decoded the same way, without the email
+    package's copies.
 
-    trim: in UTF-8 and ASCII, decoding (errors="replace") reads an ASCII byte as itself
-    whatever comes before it, so the text of the bytes without their trailing ASCII
+    trim: in UTF-8 (strict or not), windows-1252 and ASCII, decoding reads an ASCII byte as
+    itself whatever comes before it, so the text of the bytes without their trailing ASCII
     whitespace is the text without those characters (the rest str.strip() still removes)."""
     content = _decoded(encoded)
-    charset = part.get_param("charset", "ASCII")
-    codec = _utf8_or_ascii(charset) if trim else None
-    if codec is None:
-        return content.decode(charset, errors="replace"), 0  # type: ignore[arg-type]
+    html = part.get_content_subtype() == "html"
+    codec = charsets.body_codec(part.get_content_charset(), content, html)
+    if not trim or codec not in _TRIMMED_CODECS:
+        return charsets.decode_as(content, codec), 0
     end = len(content)
     while end:
         start = max(0, end - 4096)
@@ -476,16 +518,11 @@ def _text_content(part: Message, encoded: EncodedBody, trim: bool) -> tuple[str,
         end = start + kept
         if kept:
             break
-    return str(memoryview(content)[:end], codec, "replace"), len(content) - end
+    return charsets.decode_as(content, codec, end), len(content) - end
 
 
-def _utf8_or_ascii(charset: object) -> str | None:
-    """The codec's name when charset names UTF-8 or ASCII, else None."""
-    try:
-        name = codecs.lookup(charset).name if isinstance(charset, str) else None
-    except (LookupError, ValueError):
-        return None
-    return name if name in ("utf-8", "ascii") else None
+# charsets.body_codec's codecs in which _text_content may trim (None: UTF-8, else cp1252).
+_TRIMMED_CODECS = (None, "utf-8", "cp1252")
 
 
 def _decoded(encoded: EncodedBody) -> bytes:
@@ -496,15 +533,175 @@ def _decoded(encoded: EncodedBody) -> bytes:
     return content.getvalue()
 
 
-def _attachment_parts(message: EmailMessage) -> list[MIMEPart]:
-    parts: list[MIMEPart] = list(message.iter_attachments())
-    # iter_attachments only looks one level down; walk nested multiparts too.
-    pending = [p for p in message.iter_parts() if p.is_multipart()]
-    while pending:
-        nested = pending.pop()
-        parts.extend(nested.iter_attachments())
-        pending.extend(p for p in nested.iter_parts() if p.is_multipart())
-    return parts
+def _attachment_parts(message: EmailMessage, cut: Cut | None = None) -> list[MIMEPart]:
+    """The attachments and attached messages, in document order (_content_parts)."""
+    if message.get_content_maintype() != "multipart":
+        return []  # a single part is the body or nothing (no get_body for it here)
+    return _content_parts(message, cut)[1]
+
+
+def _body_parts(message: EmailMessage, cut: Cut | None = None) -> list[MIMEPart]:
+    """The text parts of the body, in document order (_content_parts)."""
+    return _content_parts(message, cut)[0]
+
+
+_BODY_TEXT = ("plain", "html")
+# Not files: the signature of a multipart/signed (after its first part: RFC 1847, S/MIME,
+# OpenPGP) and the "Version: 1" control part of a multipart/encrypted (RFC 3156).
+_SIGNATURES = frozenset(
+    {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
+)
+_ENCRYPTION_CONTROL = "application/pgp-encrypted"
+# An alternative's text part with a longer payload than this is not blank (not decoded to see).
+_BLANK_CHECK = 4096
+
+
+def _content_parts(
+    message: EmailMessage, cut: Cut | None = None
+) -> tuple[list[MIMEPart], list[MIMEPart]]:
+    """The text parts of the body and the attachment parts, each in document order.
+
+    A message of one part: itself when it is text/plain or text/html (get_body), no files.
+    In a multipart every inline text part (_inline_text) is a piece of the body: Apple Mail and
+    iOS split the text around a picture or a PDF (mixed [plain, image, plain]). A text part
+    with a filename or `Content-Disposition: attachment` is a file. Of a multipart/alternative
+    one part is the body: the first plain one that is not blank, else the first HTML one; the
+    other parts' text is dropped, and the other parts of a multipart among them are files (an
+    alternative's own single parts, a text/calendar say, are not). Of a multipart/related the
+    root (`start`, else the first part) is the body; its other text parts with a Content-ID
+    are what the root shows: files. The signature of a multipart/signed and the control part
+    of a multipart/encrypted are dropped. cut: placeholders are read as their text (_blank)."""
+    if message.get_content_maintype() != "multipart":
+        body = message.get_body(preferencelist=_BODY_TEXT)
+        return ([body] if body is not None else []), []
+    body_parts: list[MIMEPart] = []
+    files: list[MIMEPart] = []
+    _add_multipart(message, body_parts, files, cut, as_body=True)
+    return body_parts, files
+
+
+def _add_multipart(
+    part: MIMEPart, body: list[MIMEPart], files: list[MIMEPart], cut: Cut | None, as_body: bool
+) -> None:
+    """Adds the multipart's body pieces (as_body: else they are dropped) and files."""
+    payload = part.get_payload()
+    children = [c for c in payload if isinstance(c, MIMEPart)] if isinstance(payload, list) else []
+    subtype = part.get_content_subtype()
+    if subtype == "alternative":
+        chosen = _chosen_alternative(children, cut)
+        for child in children:
+            if child is chosen:
+                _add_part(child, body, files, cut, as_body)
+            elif child.get_content_maintype() == "multipart":
+                _add_multipart(child, body, files, cut, as_body=False)
+            else:
+                _add_attached(child, files, cut)
+        return
+    root = _related_root(part, children) if subtype == "related" else None
+    for index, child in enumerate(children):
+        content_type = child.get_content_type()
+        if (subtype == "signed" and index and content_type in _SIGNATURES) or (
+            subtype == "encrypted" and content_type == _ENCRYPTION_CONTROL
+        ):
+            continue
+        shown = root is not None and child is not root and child.get("content-id") is not None
+        _add_part(child, body, files, cut, as_body, shown=shown)
+
+
+def _add_part(
+    part: MIMEPart,
+    body: list[MIMEPart],
+    files: list[MIMEPart],
+    cut: Cut | None,
+    as_body: bool,
+    shown: bool = False,
+) -> None:
+    if part.get_content_maintype() == "multipart":
+        _add_multipart(part, body, files, cut, as_body)
+    elif _inline_text(part) and not shown:
+        if as_body:
+            body.append(part)
+    else:
+        files.append(part)
+        _add_attached(part, files, cut)
+
+
+def _add_attached(part: MIMEPart, files: list[MIMEPart], cut: Cut | None) -> None:
+    """An attached message's own files are listed too (its text is not): the parts below a
+    message/rfc822 part."""
+    payload = part.get_payload() if part.get_content_maintype() == "message" else None
+    for inner in payload if isinstance(payload, list) else ():
+        if not isinstance(inner, MIMEPart):
+            continue
+        if inner.get_content_maintype() == "multipart":
+            _add_multipart(inner, [], files, cut, as_body=False)
+        else:
+            _add_attached(inner, files, cut)
+
+
+def _inline_text(part: MIMEPart) -> bool:
+    """text/plain or text/html shown as the message's text: no filename, not an attachment."""
+    return (
+        part.get_content_maintype() == "text"
+        and part.get_content_subtype() in _BODY_TEXT
+        and not part.is_attachment()
+        and not part.get_filename()
+    )
+
+
+def _related_root(part: MIMEPart, children: list[MIMEPart]) -> MIMEPart | None:
+    """The part a multipart/related shows (its `start`, else its first: iter_attachments)."""
+    start = part.get_param("start")
+    if start:
+        for child in children:
+            if child.get("content-id") == start:
+                return child
+    return children[0] if children else None
+
+
+def _chosen_alternative(children: list[MIMEPart], cut: Cut | None) -> MIMEPart | None:
+    """The alternative that is the body: the first with plain text that is not all blank
+    (a stub beside the HTML), else the first with HTML, else the first blank one."""
+    plain = html = blank = None
+    for child in children:
+        pieces: list[MIMEPart] = []
+        _add_part(child, pieces, [], cut, as_body=True)
+        if not pieces:
+            continue
+        if all(piece.get_content_subtype() == "html" for piece in pieces):
+            html = html or child
+        elif all(_blank(piece, cut) for piece in pieces):
+            blank = blank or child
+        else:
+            plain = plain or child
+    return plain or html or blank
+
+
+def _blank(part: MIMEPart, cut: Cut | None) -> bool:
+    """Whether the part's text is all whitespace, decoded from its payload (as the whole parse
+    has it: a placeholder is read as its text) when that is short."""
+    payload = part.get_payload()
+    if not isinstance(payload, str):
+        return False
+    if cut is not None and cut.nonce in payload:
+        if restored_length(payload, cut) > _BLANK_CHECK:
+            return False
+        payload = restore(payload, cut)
+    elif len(payload) > _BLANK_CHECK:
+        return False
+    if not payload.strip():
+        return True
+    data = payload.encode("ascii", "surrogateescape")
+    encoding = _transfer_encoding(part)
+    try:
+        if encoding == BASE64:
+            data = base64.b64decode(b"".join(data.split()))
+        elif encoding == "quoted-printable":
+            data = quopri.decodestring(data)
+        text = data.decode(part.get_content_charset() or "ascii", "replace")
+    except (binascii.Error, LookupError, ValueError):
+        return False
+    return not text.strip()
 
 
 def _attachments(
@@ -516,7 +713,7 @@ def _attachments(
     attachments: list[Attachment] = []
     forwarded: list[bytes] = []
     try:
-        parts = _attachment_parts(message)
+        parts = _attachment_parts(message, cut)
     except Exception as error:
         defects.append(f"attachments: {type(error).__name__}")
         return attachments, forwarded

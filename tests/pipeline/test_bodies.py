@@ -137,7 +137,7 @@ CASES: list[Case] = [
                 attached(blob(seed=6), "outer.pdf"),
             )
         ),
-        [False, True, True],  # the inner multipart is listed too, as it always was
+        [True, True],  # document order; the inner multipart is no longer an (empty) file
     ),
     (
         "multipart/related image",

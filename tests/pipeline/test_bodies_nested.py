@@ -136,7 +136,8 @@ FORWARD_CASES: list[tuple[str, Callable[[], bytes], bool, list[bool]]] = [
             )
         ),
         True,
-        [False, True, False, True, False, True],
+        # document order: the attached message, its deep.pdf, b.zip, small.png, outer.pdf
+        [False, True, True, False, True],
     ),
     (
         "a forward of a forward",
