@@ -74,6 +74,7 @@ class CaptureHandler:
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         envelope.capture_targets = []
+        envelope.capture_keys = set()  # address_key of each capture, once (one per address)
         return "250 2.1.0 OK"
 
     async def handle_RCPT(
@@ -87,7 +88,6 @@ class CaptureHandler:
         domain = address.rpartition("@")[2].lower().rstrip(".")
         if domain != self.capture_domain:
             return replies.relay_denied(address, self.capture_domain)
-        key = address_key(address)
         try:
             target = await asyncio.to_thread(self.service.store.resolve_capture_address, address)
         except StoreUnavailable:
@@ -96,9 +96,11 @@ class CaptureHandler:
         if target is None:
             return replies.unknown_recipient(address)
         envelope.rcpt_count = accepted + 1
-        if self.protocol == "smtp" and key in map(address_key, envelope.rcpt_tos):
+        key = address_key(address)
+        if self.protocol == "smtp" and key in envelope.capture_keys:
             # One capture per address however often it is named (LMTP owes a reply for each).
             return replies.RCPT_OK
+        envelope.capture_keys.add(key)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         envelope.capture_targets.append(target)
