@@ -31,6 +31,11 @@ def canonical_domain(domain: str) -> str:
     return _unicode_domain(key)
 
 
+def canonical_pattern(pattern: str) -> str:
+    """A never-log pattern (an address, or a domain) in the same form."""
+    return canonical_address(pattern) if "@" in pattern else canonical_domain(pattern)
+
+
 def ascii_domain(domain: str) -> str | None:
     """The ASCII form of a domain (each non-ASCII label punycoded, as IDNA 2008 writes it,
     ß kept); None when a label cannot be encoded."""

@@ -698,7 +698,9 @@ def _blank(part: MIMEPart, cut: Cut | None) -> bool:
             data = base64.b64decode(b"".join(data.split()))
         elif encoding == "quoted-printable":
             data = quopri.decodestring(data)
-        text = data.decode(part.get_content_charset() or "ascii", "replace")
+        html = part.get_content_subtype() == "html"
+        codec = charsets.body_codec(part.get_content_charset(), data, html)
+        text = charsets.decode_as(data, codec)  # as _decoded_text reads it
     except (binascii.Error, LookupError, ValueError):
         return False
     return not text.strip()

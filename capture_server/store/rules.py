@@ -21,7 +21,7 @@ from capture_server.pipeline.canonical import (
     ascii_address,
     ascii_domain,
     canonical_address,
-    canonical_domain,
+    canonical_pattern,
 )
 from capture_server.pipeline.filter import is_external, matches_never_log
 from capture_server.pipeline.identity import tombstone_hash
@@ -77,7 +77,7 @@ def never_log_pattern(raw: str) -> str:
     if text.startswith(("*.", "@")):
         text = text.removeprefix("*.").removeprefix("@")
     # One form for an internationalised domain (canonical.py), checked in its ASCII form.
-    text = canonical_address(text) if "@" in text else canonical_domain(text)
+    text = canonical_pattern(text)
     local, at, domain = text.rpartition("@")
     if at and (not local or any(c.isspace() or c in '@<>(),;:"' for c in local)):
         raise StoreError(f"{raw.strip()!r} is not an email address")

@@ -21,7 +21,11 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.exc import IntegrityError
 
-from capture_server.pipeline.canonical import canonical_address, canonical_domain
+from capture_server.pipeline.canonical import (
+    canonical_address,
+    canonical_domain,
+    canonical_pattern,
+)
 
 revision = "0015_idn_forms"
 down_revision = "0014_webhook_version"
@@ -29,15 +33,11 @@ branch_labels = None
 depends_on = None
 
 
-def _pattern(value: str) -> str:
-    return canonical_address(value) if "@" in value else canonical_domain(value)
-
-
 COLUMNS: tuple[tuple[str, str, Callable[[str], str]], ...] = (
     ("account_domain", "domain", canonical_domain),
     ("app_user", "email", canonical_address),
     ("user_address", "address", canonical_address),
-    ("never_log", "pattern", _pattern),
+    ("never_log", "pattern", canonical_pattern),
     ("contact", "primary_address", canonical_address),
     ("contact_address", "address", canonical_address),
     ("company", "domain", canonical_domain),
